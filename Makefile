@@ -1,0 +1,44 @@
+# One entry point for every task. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck unit integration bench demo venv system clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system:
+	./scripts/bootstrap-system.sh
+
+lint: venv
+	$(BIN)/ruff check pki tunnel gateway tests bench scripts
+	$(BIN)/ruff format --check pki tunnel gateway tests bench scripts
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv system lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: venv system
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+bench: venv system
+	$(BIN)/python -m bench.run
+
+demo: venv system
+	$(BIN)/python -m scripts.demo $(if $(ONCE),--once,) $(if $(UPSTREAM),--upstream $(UPSTREAM),)
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests, the demo and the benchmark use, when missing.
+# squid-openssl is squid built with OpenSSL (needed for ssl-bump, the TLS-inspecting proxy);
+# it replaces plain squid. Runs apt only when something is missing.
+set -euo pipefail
+need=()
+command -v squid >/dev/null 2>&1 && squid -v 2>/dev/null | grep -q -- '--with-openssl' || need+=(squid-openssl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+echo "bootstrap: installing Debian packages: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The packages start system-wide services; the tests run private instances instead.
+for svc in squid redis-server nginx; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done

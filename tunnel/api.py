@@ -1,0 +1,71 @@
+"""The small async interface the gateway uses to send requests through the tunnels.
+
+The gateway depends on this module only (plus :mod:`tunnel.errors`); the listener implements it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelInfo:
+    """One live tunnel, for ``/readyz`` and metrics."""
+
+    connector: str  # certificate CN of the connector
+    tunnel_id: str  # unique per connection
+    carrier: str  # "tls" | "websocket"
+    remote: str  # peer address as seen by the listener
+    upstreams: tuple[str, ...]  # upstream names the connector announced
+    active_streams: int
+    draining: bool
+    connected_s: float  # seconds since the tunnel came up
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    tunnels: tuple[TunnelInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def ready(self) -> bool:
+        return any(not t.draining for t in self.tunnels)
+
+
+class TunnelResponse(Protocol):
+    """The response head of one stream, and its body as it arrives."""
+
+    status: int
+    headers: list[tuple[str, str]]  # lower-case names, hop-by-hop already removed
+
+    def body(self) -> AsyncIterator[bytes]:
+        """Yield body chunks as the upstream sends them (each DATA frame's payload)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish with this response. If the body was not read to its end, the stream is
+        reset (RST_STREAM CANCEL) so that the connector aborts the upstream request."""
+        ...
+
+
+class TunnelPool(Protocol):
+    """All tunnels the listener holds, spread by least active streams."""
+
+    async def request(
+        self,
+        upstream: str,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes],
+    ) -> TunnelResponse:
+        """Open one stream to ``upstream`` and return once the response head arrives.
+
+        Raises :class:`tunnel.errors.NoTunnelError` when no healthy tunnel serves ``upstream``
+        (the gateway answers 503), :class:`tunnel.errors.TunnelError` for a tunnel that failed
+        or a stream that was reset (502). Cancelling the awaiting task resets the stream.
+        """
+        ...
+
+    def status(self) -> PoolStatus: ...
