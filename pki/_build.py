@@ -24,6 +24,7 @@ from pki.errors import PKIError
 RESERVED_NAMES = frozenset({"ca", "crl", "index"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DNS_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SERIAL_BITS = 128
 # Leaves start slightly in the past so a peer whose clock lags a little still accepts them.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -38,7 +39,7 @@ class LeafSpec:
     not_before: dt.datetime
     not_after: dt.datetime
     dns: tuple[str, ...] = ()
-    ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    ips: tuple[IPAddress, ...] = ()
 
 
 def check_name(name: str) -> str:
@@ -68,7 +69,7 @@ def check_dns(host: str) -> str:
     return host.rstrip(".").lower()
 
 
-def parse_ips(values: Iterable[str]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+def parse_ips(values: Iterable[str]) -> tuple[IPAddress, ...]:
     """Parse IP address strings, raising PKIError naming the first bad one."""
     out = []
     for value in values:
@@ -146,7 +147,11 @@ def build_leaf_cert(
     ca_key: ec.EllipticCurvePrivateKey,
 ) -> x509.Certificate:
     """A server (serverAuth + SAN) or client (clientAuth) certificate signed by the CA."""
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if spec.kind == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+    usage = (
+        ExtendedKeyUsageOID.SERVER_AUTH
+        if spec.kind == "server"
+        else ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     builder = (
         x509.CertificateBuilder()
         .subject_name(_cn(spec.name))
@@ -167,9 +172,7 @@ def build_leaf_cert(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def _alt_names(
-    dns: Sequence[str], ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]
-) -> list[x509.GeneralName]:
+def _alt_names(dns: Sequence[str], ips: Sequence[IPAddress]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [x509.DNSName(host) for host in dns]
     names.extend(x509.IPAddress(ip) for ip in ips)
     return names
@@ -179,6 +182,7 @@ def build_crl(
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
     revoked: Iterable[tuple[int, dt.datetime]],
+    *,
     number: int,
     now: dt.datetime,
     days: int,

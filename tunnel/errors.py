@@ -22,9 +22,14 @@ class NoTunnelError(TunnelError):
 class StreamResetError(TunnelError):
     """The peer reset the stream, or the tunnel it ran on died."""
 
-    def __init__(self, message: str, stream_id: int | None = None) -> None:
+    def __init__(
+        self, message: str, stream_id: int | None = None, *, refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.stream_id = stream_id
+        # True when the peer refused the stream before doing anything with it (REFUSED_STREAM,
+        # or above a GOAWAY's last stream id): safe to retry on another tunnel.
+        self.refused = refused
 
 
 class DialError(TunnelError):

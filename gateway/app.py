@@ -1,0 +1,228 @@
+"""The Quart apps: the public API, the admin app, and the WebSocket-only app for plain HTTP.
+
+:func:`create_app` wires the collaborators (tunnel pool, authenticator, limiter, ledger,
+metrics) into the OpenAI routes; unknown routes and methods answer in OpenAI's error shape.
+The client address comes from ``X-Forwarded-For`` only when the direct peer is a trusted proxy
+(:class:`ForwardedFor`, an ASGI middleware, so the tunnel's WebSocket endpoint sees it too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+from quart import Quart, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.accesslog import AccessLog
+from gateway.config import GatewayConfig, Network
+from gateway.errors import openai_error
+from gateway.metrics import GatewayMetrics
+from gateway.models import ModelCatalog, ModelMap
+from gateway.openai_routes import AuthenticatorLike, LimiterLike, OpenAIRoutes, new_request_id
+from gateway.proxying import Forwarder, LedgerLike, Services
+from tunnel.api import TunnelPool
+
+log = logging.getLogger("gateway.app")
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+def create_app(  # noqa: PLR0917 (the factory's signature is shared with the auth helper)
+    config: GatewayConfig,
+    pool: TunnelPool,
+    auth: AuthenticatorLike,
+    limiter: LimiterLike,
+    ledger: LedgerLike,
+    metrics: GatewayMetrics,
+    *,
+    access_log: AccessLog | None = None,
+    listener: object | None = None,
+) -> Quart:
+    """The public app. ``listener`` (a ``tunnel.listener.Listener``) enables the WebSocket
+    tunnel endpoint at ``[tunnel] websocket_path`` when ``tunnel.ws_endpoint`` is installed."""
+    app = _base_app("gateway")
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    services = Services(
+        pool=pool,
+        ledger=ledger,
+        metrics=metrics,
+        access_log=access_log
+        or AccessLog(config.log.access_log, log_prompts=config.log.log_prompts),
+        keepalive_s=config.server.sse_keepalive_s,
+        upstream_timeout_s=config.server.upstream_timeout_s,
+    )
+    catalog = ModelCatalog(ModelMap(config.models), pool)
+    OpenAIRoutes(auth, limiter, catalog, Forwarder(services)).register(app)
+    add_health_routes(app, pool)
+    if listener is not None:
+        register_tunnel_websocket(app, config.websocket_path, listener)
+    _trust_forwarded_for(app, config.server.trusted_proxies)
+    return app
+
+
+def create_admin_app(pool: TunnelPool, metrics: GatewayMetrics) -> Quart:
+    """``/metrics``, ``/healthz``, ``/readyz``: for the loopback admin listener only."""
+    app = _base_app("gateway-admin")
+    add_health_routes(app, pool)
+
+    async def metrics_view() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+    return app
+
+
+def create_websocket_app(config: GatewayConfig, listener: object) -> Quart:
+    """The plain-HTTP listener (``websocket_http_listen``): the tunnel path and nothing else."""
+    app = _base_app("gateway-websocket")
+    register_tunnel_websocket(app, config.websocket_path, listener)
+    _trust_forwarded_for(app, config.server.trusted_proxies)
+    return app
+
+
+def _trust_forwarded_for(app: Quart, trusted: Sequence[Network]) -> None:
+    if trusted:
+        app.asgi_app = cast("Any", ForwardedFor(app.asgi_app, trusted))  # type: ignore[method-assign]
+
+
+def register_tunnel_websocket(app: Quart, path: str, listener: object) -> bool:
+    """The seam for the WebSocket carrier: ``tunnel.ws_endpoint.serve_quart_websocket(listener)``
+    runs once per WebSocket connection, inside Quart's websocket context. It may return an
+    awaitable (awaited) or a view function (called and awaited). False when not installed."""
+    try:
+        module = importlib.import_module("tunnel.ws_endpoint")
+    except ImportError:
+        log.info("tunnel.ws_endpoint is not available: no WebSocket tunnel endpoint")
+        return False
+    serve = module.serve_quart_websocket
+
+    async def tunnel_websocket() -> None:
+        result = serve(listener)
+        if inspect.isawaitable(result):
+            await result
+        elif callable(result):
+            await result()
+
+    app.add_websocket(path, "tunnel_websocket", tunnel_websocket)
+    return True
+
+
+def _base_app(name: str) -> Quart:
+    app = Quart(name)
+    app.config["RESPONSE_TIMEOUT"] = None  # streams run as long as the model writes
+    app.config["BODY_TIMEOUT"] = 120
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.after_request(_add_request_id)
+    return app
+
+
+async def _add_request_id(response: Response) -> Response:
+    rid = g.get("request_id") or new_request_id()
+    response.headers["x-request-id"] = rid
+    return response
+
+
+async def _http_error(exc: HTTPException) -> Response:
+    """Quart's own 404 / 405 / 413 in OpenAI's words."""
+    target = f"{request.method} {request.path}"
+    status = exc.code or 500
+    if status == 404:
+        return openai_error(404, f"Invalid URL ({target})", "invalid_request_error")
+    if status == 405:
+        return openai_error(405, f"Invalid method for URL ({target})", "invalid_request_error")
+    if status == 413:
+        limit = request.max_content_length
+        return openai_error(
+            413,
+            f"The request body is too large (the limit is {limit} bytes).",
+            "invalid_request_error",
+            None,
+            "request_too_large",
+        )
+    return openai_error(status, exc.description or exc.name, "invalid_request_error")
+
+
+async def _internal_error(exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return openai_error(500, "The gateway failed to handle the request.", "server_error")
+
+
+def add_health_routes(app: Quart, pool: TunnelPool) -> None:
+    async def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    async def readyz() -> Response:
+        status = pool.status()
+        tunnels = [dataclasses.asdict(t) for t in status.tunnels]
+        response = jsonify({"ready": status.ready, "tunnels": tunnels})
+        response.status_code = 200 if status.ready else 503
+        return response
+
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+
+
+# --------------------------------------------------------------------------- X-Forwarded-For
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
+    address in ``X-Forwarded-For`` (read right to left) that is not itself a trusted proxy."""
+    if not forwarded_for or not _is_trusted(peer, trusted):
+        return peer
+    nearest = peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return nearest  # garbage ("unknown", a port...): stop at the last address we trust
+        if not _is_trusted(hop, trusted):
+            return hop
+        nearest = hop
+    return nearest
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+class ForwardedFor:
+    """ASGI middleware: rewrites ``scope["client"]`` from ``X-Forwarded-For`` for trusted peers
+    (the original peer stays in ``scope["gateway.peer"]``)."""
+
+    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.trusted and scope["type"] in ("http", "websocket") and scope.get("client"):
+            values = [v for k, v in scope["headers"] if k == b"x-forwarded-for"]
+            if values:
+                peer, port = scope["client"]
+                header = b",".join(values).decode("latin-1")
+                address = client_address(peer, header, self.trusted)
+                if address != peer:
+                    scope = {**scope, "client": (address, 0), "gateway.peer": (peer, port)}
+        await self.app(scope, receive, send)
+
+
+__all__ = [
+    "ForwardedFor",
+    "client_address",
+    "create_admin_app",
+    "create_app",
+    "create_websocket_app",
+]

@@ -1,0 +1,413 @@
+"""``gateway.toml``: one frozen dataclass per table, every key checked, unknown keys named.
+
+A mistake raises :class:`gateway.errors.ConfigError` whose message starts with the key
+(``server.listen: expected "host:port", got 'x'``). Relative paths are relative to the file.
+The ``[tunnel]`` table is validated by :class:`tunnel.config.ListenerConfig`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.errors import ConfigError
+
+DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
+JWT_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+    | {"HS256", "HS384", "HS512"}
+)
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+STORAGE_SCHEMES: Final = ("memory://", "redis://", "rediss://", "redis+unix://")
+SECTIONS: Final = ("server", "admin", "tunnel", "auth", "limits", "models", "log")
+
+
+class _Required:
+    pass
+
+
+REQUIRED: Final = _Required()
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TableReader:
+    """Reads keys of ``table`` (named ``prefix`` in messages); :meth:`finish` rejects the rest."""
+
+    def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{prefix}: expected a table")
+        self.table: Mapping[str, Any] = table
+        self.prefix = prefix
+        self.base_dir = base_dir
+        self._seen: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.name(key)}: {message}")
+
+    def raw(self, key: str, default: object = REQUIRED) -> object:
+        self._seen.add(key)
+        if key in self.table:
+            return self.table[key]
+        if default is REQUIRED:
+            raise self.fail(key, "missing (required)")
+        return default
+
+    def string(self, key: str, default: object = REQUIRED) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected a string, got {value!r}")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        value = self.raw(key, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: object = REQUIRED, minimum: int = 0) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, key: str, default: object = REQUIRED, minimum: float = 0.0) -> float:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"expected a number, got {value!r}")
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}, got {value}")
+        return float(value)
+
+    def boolean(self, key: str, default: object = REQUIRED) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def string_list(self, key: str, default: object = REQUIRED) -> tuple[str, ...]:
+        value = self.raw(key, default)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def path(self, key: str, default: object = REQUIRED) -> Path:
+        """A file path; relative paths are relative to the config file's folder."""
+        value = self.string(key, default)
+        if not value:
+            raise self.fail(key, "expected a file path, got an empty string")
+        return resolve_path(value, self.base_dir)
+
+    def optional_path(self, key: str) -> Path | None:
+        value = self.optional_string(key)
+        return None if value is None else resolve_path(value, self.base_dir)
+
+    def listen(self, key: str, default: object = REQUIRED) -> tuple[str, int]:
+        value = self.string(key, default)
+        try:
+            return parse_listen(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def networks(self, key: str) -> tuple[Network, ...]:
+        out: list[Network] = []
+        for item in self.string_list(key, []):
+            try:
+                out.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise self.fail(key, f"{item!r} is not an IP address or CIDR block") from None
+        return tuple(out)
+
+    def sub_table(self, key: str) -> Mapping[str, Any]:
+        value = self.raw(key, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(key, "expected a table")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(k for k in self.table if k not in self._seen)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+
+def resolve_path(value: str, base_dir: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); port 0 picks a free one."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f'expected "host:port", got {value!r}')
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: the public HTTPS API."""
+
+    listen: tuple[str, int]
+    cert: Path
+    key: Path
+    max_body_bytes: int = 10 * 1024 * 1024
+    trusted_proxies: tuple[Network, ...] = ()
+    sse_keepalive_s: float = 5.0
+    upstream_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: ``/metrics``, ``/healthz``, ``/readyz``; ``listen = ""`` turns it off."""
+
+    listen: tuple[str, int] | None = ("127.0.0.1", 9100)
+
+
+@dataclass(frozen=True, slots=True)
+class JwtIssuerConfig:
+    """One ``[[auth.jwt]]`` issuer of OAuth2 / JWT access tokens."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None
+    jwks_file: Path | None
+    jwks_ca: Path | None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    identity_claim: str = "sub"
+    models_claim: str | None = None
+    leeway_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """``[auth]``: the SQLite file of key hashes and usage ledger, and the JWT issuers."""
+
+    keys_db: Path
+    jwt: tuple[JwtIssuerConfig, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """``[limits]``: defaults for identities without their own; 0 means no limit."""
+
+    storage: str = "memory://"
+    rpm: int = 60
+    tpm: int = 100_000
+    concurrency: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """``[models.ALIAS]``: the upstream (connector-side name) and the model name it knows."""
+
+    upstream: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``[log]``: the access log (a file, or standard error when unset) and the level."""
+
+    access_log: Path | None = None
+    level: str = "info"
+    log_prompts: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    path: Path
+    server: ServerConfig
+    admin: AdminConfig
+    auth: AuthConfig
+    limits: LimitsConfig
+    log: LogConfig
+    models: Mapping[str, ModelRoute] = field(default_factory=dict)
+    tunnel_table: Mapping[str, Any] = field(default_factory=dict)
+    tunnel: Any = None  # tunnel.config.ListenerConfig, or None while that module is absent
+    websocket_path: str = DEFAULT_WEBSOCKET_PATH
+    websocket_http_listen: tuple[str, int] | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check ``gateway.toml``; raises :class:`ConfigError` naming the bad key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_table(data, path.resolve())
+
+
+def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
+    top = TableReader(data, "", path.parent)
+    for section in SECTIONS:
+        top.raw(section, {})
+    top.finish()
+    base = path.parent
+    tunnel_table = TableReader(data.get("tunnel", {}), "tunnel", base).table
+    return GatewayConfig(
+        path=path,
+        server=_server(TableReader(data.get("server", {}), "server", base)),
+        admin=_admin(TableReader(data.get("admin", {}), "admin", base)),
+        auth=_auth(TableReader(data.get("auth", {}), "auth", base)),
+        limits=_limits(TableReader(data.get("limits", {}), "limits", base)),
+        log=_log(TableReader(data.get("log", {}), "log", base)),
+        models=_models(TableReader(data.get("models", {}), "models", base)),
+        tunnel_table=tunnel_table,
+        tunnel=_listener_config(tunnel_table, base),
+        websocket_path=_websocket_path(tunnel_table),
+        websocket_http_listen=_websocket_http_listen(tunnel_table),
+    )
+
+
+def _server(r: TableReader) -> ServerConfig:
+    cfg = ServerConfig(
+        listen=r.listen("listen", "0.0.0.0:8443"),
+        cert=r.path("cert"),
+        key=r.path("key"),
+        max_body_bytes=r.integer("max_body_bytes", 10 * 1024 * 1024, minimum=1024),
+        trusted_proxies=r.networks("trusted_proxies"),
+        sse_keepalive_s=r.number("sse_keepalive_s", 5.0, minimum=0.05),
+        upstream_timeout_s=r.number("upstream_timeout_s", 600.0, minimum=0.1),
+    )
+    r.finish()
+    return cfg
+
+
+def _admin(r: TableReader) -> AdminConfig:
+    listen = r.string("listen", "127.0.0.1:9100")
+    cfg = AdminConfig(listen=r.listen("listen") if listen else None)
+    r.finish()
+    return cfg
+
+
+def _auth(r: TableReader) -> AuthConfig:
+    keys_db = r.path("keys_db", "gateway.db")
+    issuers = r.raw("jwt", [])
+    if not isinstance(issuers, list):
+        raise r.fail("jwt", "expected [[auth.jwt]] tables")
+    jwt = tuple(
+        _jwt_issuer(TableReader(t, f"auth.jwt[{i}]", r.base_dir)) for i, t in enumerate(issuers)
+    )
+    r.finish()
+    return AuthConfig(keys_db=keys_db, jwt=jwt)
+
+
+def _jwt_issuer(r: TableReader) -> JwtIssuerConfig:
+    cfg = JwtIssuerConfig(
+        issuer=_non_empty(r, "issuer"),
+        audience=_non_empty(r, "audience"),
+        jwks_url=r.optional_string("jwks_url"),
+        jwks_file=r.optional_path("jwks_file"),
+        jwks_ca=r.optional_path("jwks_ca"),
+        algorithms=r.string_list("algorithms", ["RS256", "ES256"]),
+        identity_claim=_non_empty(r, "identity_claim", "sub"),
+        models_claim=r.optional_string("models_claim"),
+        leeway_s=r.number("leeway_s", 30.0),
+    )
+    r.finish()
+    if (cfg.jwks_url is None) == (cfg.jwks_file is None):
+        raise r.fail("jwks_url", "set exactly one of jwks_url and jwks_file")
+    if cfg.jwks_url is not None and not cfg.jwks_url.startswith("https://"):
+        raise r.fail("jwks_url", f"must be an https:// URL, got {cfg.jwks_url!r}")
+    if not cfg.algorithms:
+        raise r.fail("algorithms", "must list at least one algorithm")
+    for alg in cfg.algorithms:
+        if alg not in JWT_ALGORITHMS:
+            raise r.fail("algorithms", f"unsupported algorithm {alg!r}")
+    return cfg
+
+
+def _limits(r: TableReader) -> LimitsConfig:
+    cfg = LimitsConfig(
+        storage=r.string("storage", "memory://"),
+        rpm=r.integer("rpm", 60),
+        tpm=r.integer("tpm", 100_000),
+        concurrency=r.integer("concurrency", 4),
+    )
+    r.finish()
+    if not cfg.storage.startswith(STORAGE_SCHEMES):
+        raise r.fail("storage", f'expected "memory://" or a "redis://" URL, got {cfg.storage!r}')
+    return cfg
+
+
+def _models(r: TableReader) -> dict[str, ModelRoute]:
+    routes: dict[str, ModelRoute] = {}
+    for alias in r.table:
+        t = TableReader(r.sub_table(alias), r.name(alias), r.base_dir)
+        routes[alias] = ModelRoute(
+            upstream=_non_empty(t, "upstream"), model=_non_empty(t, "model", alias)
+        )
+        t.finish()
+    return routes
+
+
+def _log(r: TableReader) -> LogConfig:
+    target = r.string("access_log", "")
+    cfg = LogConfig(
+        access_log=None if target in ("", "-", "stderr") else resolve_path(target, r.base_dir),
+        level=r.string("level", "info").lower(),
+        log_prompts=r.boolean("log_prompts", False),
+    )
+    r.finish()
+    if cfg.level not in LOG_LEVELS:
+        raise r.fail("level", f"expected one of {', '.join(LOG_LEVELS)}, got {cfg.level!r}")
+    return cfg
+
+
+def _non_empty(r: TableReader, key: str, default: object = REQUIRED) -> str:
+    value = r.string(key, default)
+    if not value:
+        raise r.fail(key, "must not be empty")
+    return value
+
+
+def _listener_config(table: Mapping[str, Any], base_dir: Path) -> Any:
+    """``tunnel.config.ListenerConfig.from_table``; ``None`` while that module is not there."""
+    try:
+        module = importlib.import_module("tunnel.config")
+    except ImportError:
+        return None
+    tunnel_errors = importlib.import_module("tunnel.errors")
+    try:
+        return module.ListenerConfig.from_table(dict(table), base_dir)
+    except tunnel_errors.ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _websocket_path(table: Mapping[str, Any]) -> str:
+    value = table.get("websocket_path", DEFAULT_WEBSOCKET_PATH)
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"tunnel.websocket_path: expected a path starting with /, got {value!r}")
+    return value
+
+
+def _websocket_http_listen(table: Mapping[str, Any]) -> tuple[str, int] | None:
+    value = table.get("websocket_http_listen", "")
+    if value == "":
+        return None
+    try:
+        return parse_listen(value if isinstance(value, str) else "")
+    except ValueError as exc:
+        raise ConfigError(f"tunnel.websocket_http_listen: {exc}") from None

@@ -1,0 +1,100 @@
+"""Prometheus metrics, on their own registry, observed once per request (never per chunk)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from tunnel.api import TunnelPool
+
+LATENCY_BUCKETS_S: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What one finished request contributes to the metrics and the access log."""
+
+    request_id: str
+    route: str
+    model: str
+    status: int
+    identity: str
+    remote: str
+    stream: bool
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    ttfb_s: float | None
+
+
+class GatewayMetrics:
+    """The gateway's metrics; :meth:`render` is what ``/metrics`` answers."""
+
+    def __init__(self, pool: TunnelPool | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "API requests", ["route", "model", "status"], registry=r
+        )
+        self.prompt_tokens = Counter(
+            "gateway_prompt_tokens", "Prompt tokens reported by upstreams", ["identity"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "gateway_completion_tokens", "Completion tokens reported", ["identity"], registry=r
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request to the end of the answer",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.ttfb = Histogram(
+            "gateway_time_to_first_byte_seconds",
+            "Time from request to the first byte of the upstream's answer",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.active_streams = Gauge("gateway_active_streams", "Open SSE streams", registry=r)
+        self.tunnels_up = Gauge("gateway_tunnels_up", "Tunnels not draining", registry=r)
+        if pool is not None:
+            self.watch_pool(pool)
+
+    def watch_pool(self, pool: TunnelPool) -> None:
+        """``gateway_tunnels_up`` is read from the pool at scrape time."""
+        self.tunnels_up.set_function(
+            lambda: float(sum(1 for t in pool.status().tunnels if not t.draining))
+        )
+
+    def observe(self, record: RequestRecord) -> None:
+        self.requests.labels(record.route, record.model, str(record.status)).inc()
+        if record.prompt_tokens:
+            self.prompt_tokens.labels(record.identity).inc(record.prompt_tokens)
+        if record.completion_tokens:
+            self.completion_tokens.labels(record.identity).inc(record.completion_tokens)
+        self.latency.labels(record.route).observe(record.latency_s)
+        if record.ttfb_s is not None:
+            self.ttfb.labels(record.route).observe(record.ttfb_s)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,160 @@
+"""The OpenAI routes: auth -> body -> model -> limits -> forward; ``/v1/models``.
+
+Every answer (errors included) carries ``x-request-id`` and, once admitted, the limiter's
+``x-ratelimit-*`` headers. Errors are in OpenAI's shape, with OpenAI's codes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final, Protocol
+
+from quart import Quart, Response, g, jsonify, request
+
+from gateway.auth import AuthError
+from gateway.errors import GatewayError, openai_error
+from gateway.identity import Identity
+from gateway.models import ModelCatalog
+from gateway.proxying import (
+    AdmissionLike,
+    Exchange,
+    Forwarder,
+    client_asked_usage,
+    forward_headers,
+    parse_body,
+    prompt_of,
+    upstream_body,
+    wants_stream,
+)
+from gateway.ratelimit import RateLimited, estimate_tokens
+
+API_ROUTES: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+
+
+class AuthenticatorLike(Protocol):
+    async def authenticate(self, authorization: str | None) -> Identity: ...
+
+
+class LimiterLike(Protocol):
+    async def admit(self, identity: Identity, requested_tokens: int) -> AdmissionLike: ...
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+def request_id() -> str:
+    rid: str | None = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = new_request_id()
+    return rid
+
+
+def rate_limit_error(exc: RateLimited) -> Response:
+    kind = "tokens" if "(TPM)" in exc.message else "requests"
+    headers = dict(exc.headers)
+    headers.setdefault("retry-after", str(max(1, round(exc.retry_after_s))))
+    return openai_error(429, exc.message, kind, None, "rate_limit_exceeded", headers=headers)
+
+
+def auth_error(exc: AuthError) -> Response:
+    return openai_error(401, exc.message, "invalid_request_error", None, "invalid_api_key")
+
+
+class OpenAIRoutes:
+    """The handlers; :meth:`register` adds them to an app."""
+
+    def __init__(
+        self,
+        auth: AuthenticatorLike,
+        limiter: LimiterLike,
+        catalog: ModelCatalog,
+        forwarder: Forwarder,
+    ) -> None:
+        self.auth = auth
+        self.limiter = limiter
+        self.catalog = catalog
+        self.forwarder = forwarder
+
+    def register(self, app: Quart) -> None:
+        for path in API_ROUTES:
+            app.add_url_rule(path, path, self._api_view(path), methods=["POST"])
+        app.add_url_rule("/v1/models", "models", self.list_models, methods=["GET"])
+        app.add_url_rule("/v1/models/<path:model_id>", "model", self.get_model, methods=["GET"])
+
+    def _api_view(self, route: str):  # type: ignore[no-untyped-def]
+        async def view() -> Response:
+            return await self.handle(route)
+
+        view.__name__ = route
+        return view
+
+    async def _identity(self) -> Identity:
+        return await self.auth.authenticate(request.headers.get("authorization"))
+
+    async def handle(self, route: str) -> Response:
+        try:
+            identity = await self._identity()
+            raw = await request.get_data(cache=False, as_text=False)
+            assert isinstance(raw, bytes)
+            body = parse_body(raw, route)
+            resolved = await self.catalog.resolve(body["model"], identity.models)
+            admission = await self.limiter.admit(identity, estimate_tokens(body))
+        except AuthError as exc:
+            return auth_error(exc)
+        except RateLimited as exc:
+            return rate_limit_error(exc)
+        except GatewayError as exc:
+            return exc.to_response()
+        stream = wants_stream(body)
+        ex = Exchange(
+            request_id=request_id(),
+            route=route,
+            model=resolved.name,
+            identity=identity.name,
+            remote=request.remote_addr or "-",
+            stream=stream,
+            admission=admission,
+            prompt=prompt_of(body) if self.forwarder.s.access_log.log_prompts else None,
+        )
+        drop_usage = stream and not client_asked_usage(body)
+        upstream = upstream_body(raw, body, route, resolved)
+        try:
+            response = await self.forwarder.forward(
+                ex,
+                resolved,
+                forward_headers(request.headers.items()),
+                upstream,
+                drop_usage_chunk=drop_usage,
+            )
+        except GatewayError as exc:
+            response = exc.to_response()
+        response.headers.update(admission.headers)
+        return response
+
+    async def list_models(self) -> Response:
+        try:
+            identity = await self._identity()
+        except AuthError as exc:
+            return auth_error(exc)
+        data = await self.catalog.listing(identity.models)
+        return jsonify({"object": "list", "data": data})
+
+    async def get_model(self, model_id: str) -> Response:
+        try:
+            identity = await self._identity()
+            await self.catalog.resolve(model_id, identity.models)
+        except AuthError as exc:
+            return auth_error(exc)
+        except GatewayError as exc:
+            return exc.to_response()
+        for entry in await self.catalog.listing(identity.models):
+            if entry["id"] == model_id:
+                return jsonify(entry)
+        return openai_error(
+            404,
+            f"The model `{model_id}` does not exist.",
+            "invalid_request_error",
+            "model",
+            "model_not_found",
+        )

@@ -1,0 +1,89 @@
+"""Sans-IO text of rate limiting: OpenAI's reset durations, headers and 429 messages.
+
+OpenAI writes reset times like Go's ``time.Duration.String`` rounded to milliseconds:
+``12ms``, ``1s``, ``1.574s``, ``6m0s``, ``1h2m3s``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+_MS_PER_S = 1000
+_MS_PER_MIN = 60 * _MS_PER_S
+_MS_PER_H = 60 * _MS_PER_MIN
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """One limit's state as the client sees it: limit, what is left, seconds until it refills."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+def format_reset(seconds: float) -> str:
+    """Format a duration the way OpenAI's ``x-ratelimit-reset-*`` headers do."""
+    total_ms = round(seconds * _MS_PER_S) if math.isfinite(seconds) else 0
+    if total_ms <= 0:
+        return "0s"
+    if total_ms < _MS_PER_S:
+        return f"{total_ms}ms"
+    hours, rest = divmod(total_ms, _MS_PER_H)
+    minutes, rest = divmod(rest, _MS_PER_MIN)
+    secs = _format_seconds(rest)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def _format_seconds(ms: int) -> str:
+    whole, frac = divmod(ms, _MS_PER_S)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{frac:03d}".rstrip("0")
+
+
+def retry_after_headers(seconds: float) -> dict[str, str]:
+    """``retry-after`` in whole seconds (rounded up, at least 1), and ``retry-after-ms``."""
+    seconds = max(seconds, 0.0) if math.isfinite(seconds) else 1.0
+    return {
+        "retry-after": str(max(1, math.ceil(seconds))),
+        "retry-after-ms": str(max(1, math.ceil(seconds * _MS_PER_S))),
+    }
+
+
+def ratelimit_headers(requests: WindowState, tokens: WindowState) -> dict[str, str]:
+    """The six ``x-ratelimit-*`` headers OpenAI puts on every response."""
+    return {
+        "x-ratelimit-limit-requests": str(requests.limit),
+        "x-ratelimit-remaining-requests": str(max(requests.remaining, 0)),
+        "x-ratelimit-reset-requests": format_reset(requests.reset_s),
+        "x-ratelimit-limit-tokens": str(tokens.limit),
+        "x-ratelimit-remaining-tokens": str(max(tokens.remaining, 0)),
+        "x-ratelimit-reset-tokens": format_reset(tokens.reset_s),
+    }
+
+
+def requests_message(name: str, limit: int, used: int, requested: int, retry_s: float) -> str:
+    return _window_message(name, "requests per min (RPM)", limit, used, requested, retry_s=retry_s)
+
+
+def tokens_message(name: str, limit: int, used: int, requested: int, retry_s: float) -> str:
+    return _window_message(name, "tokens per min (TPM)", limit, used, requested, retry_s=retry_s)
+
+
+def concurrency_message(name: str, limit: int) -> str:
+    return f"Too many concurrent requests for {name}: Limit {limit}. Please try again shortly."
+
+
+def _window_message(
+    name: str, what: str, limit: int, used: int, requested: int, *, retry_s: float
+) -> str:
+    return (
+        f"Rate limit reached for {name} on {what}: Limit {limit}, Used {used}, "
+        f"Requested {requested}. Please try again in {format_reset(retry_s)}."
+    )

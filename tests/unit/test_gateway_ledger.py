@@ -1,0 +1,63 @@
+"""The usage ledger: upserts per identity/day/model, the since filter, the table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.keystore import KeyStore
+from gateway.ledger import UsageLedger, UsageRow, usage_table
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[UsageLedger]:
+    led = UsageLedger(tmp_path / "gw.db")
+    yield led
+    led.close()
+
+
+async def test_record_upserts(ledger: UsageLedger) -> None:
+    await ledger.record("alice", "qwen", 10, 5)
+    await ledger.record("alice", "qwen", 1, 2)
+    await ledger.record("alice", "small", 3, 0)
+    await ledger.record("bob", "qwen", 7, 7)
+    today = datetime.now(UTC).date()
+    assert ledger.rows() == [
+        UsageRow("alice", today, "qwen", 2, 11, 7),
+        UsageRow("alice", today, "small", 1, 3, 0),
+        UsageRow("bob", today, "qwen", 1, 7, 7),
+    ]
+
+
+def test_since_filter(ledger: UsageLedger) -> None:
+    ledger.record_sync("alice", "m", 1, 1, date(2030, 1, 1))
+    ledger.record_sync("alice", "m", 2, 2, date(2030, 1, 3))
+    assert [r.day for r in ledger.rows(since=date(2030, 1, 2))] == [date(2030, 1, 3)]
+    assert len(ledger.rows()) == 2
+
+
+def test_shares_the_keys_db(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "gw.db")
+    led = UsageLedger(tmp_path / "gw.db")
+    try:
+        keys.create("alice")
+        led.record_sync("alice", "m", 1, 1, date(2030, 1, 1))
+        assert [r.name for r in keys.list()] == ["alice"]
+        assert led.rows()[0].total_tokens == 2
+    finally:
+        keys.close()
+        led.close()
+
+
+def test_table_and_json() -> None:
+    row = UsageRow("alice", date(2030, 1, 1), "qwen", 3, 1200, 34)
+    lines = usage_table([row]).splitlines()
+    assert lines[0].split() == ["DAY", "IDENTITY", "MODEL", "REQUESTS", "PROMPT", "COMPLETION",
+                                "TOTAL"]  # fmt: skip
+    assert lines[1].split() == ["2030-01-01", "alice", "qwen", "3", "1200", "34", "1234"]
+    assert row.as_json()["day"] == "2030-01-01"
+    assert row.as_json()["total_tokens"] == 1234
+    assert usage_table([]).split() == lines[0].split()

@@ -1,0 +1,236 @@
+"""The office side: dial out, hold ``connections`` tunnels, serve each stream to an upstream.
+
+The connector is the HTTP/2 *server*. Carriers plug in through :data:`DIALERS`
+(``transport`` -> dialer); ``tls`` is built in, other modules may register more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import aiohttp
+from h2.errors import ErrorCodes
+from yarl import URL
+
+from tunnel.allowlist import refusal
+from tunnel.backoff import Backoff
+from tunnel.config import ConnectorConfig, UpstreamConfig
+from tunnel.errors import StreamResetError, TunnelError
+from tunnel.headers import response_headers, upstream_request_headers
+from tunnel.session import Session, SessionSettings, Stream
+from tunnel.stream import SecureStream
+from tunnel.tcpstream import dial_tls
+
+log = logging.getLogger("tunnel.connector")
+
+VERSION = "0.1.0"
+HELLO_PATH = "/_tunnel/v1/hello"
+
+Dialer = Callable[[ConnectorConfig], Awaitable[SecureStream]]
+DIALERS: dict[str, Dialer] = {"tls": dial_tls}
+
+
+def register_dialer(transport: str, dialer: Dialer) -> None:
+    """Let a carrier module offer ``transport`` (e.g. "websocket", "auto")."""
+    DIALERS[transport] = dialer
+
+
+def dialer_for(transport: str) -> Dialer:
+    """The dialer for ``transport``; "auto" falls back to "tls" while no carrier offers it."""
+    with contextlib.suppress(ImportError):
+        importlib.import_module("tunnel.carriers")  # registers more dialers when present
+    if transport in DIALERS:
+        return DIALERS[transport]
+    if transport == "auto":
+        return DIALERS["tls"]
+    raise TunnelError(f"transport {transport!r} is not available in this build")
+
+
+def openai_error(message: str, error_type: str, code: str) -> bytes:
+    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    return json.dumps(body).encode()
+
+
+async def respond(stream: Stream, status: int, body: bytes) -> None:
+    head = [
+        (":status", str(status)),
+        ("content-type", "application/json"),
+        ("content-length", str(len(body))),
+    ]
+    await stream.send_headers(head)
+    await stream.send_data(body, end_stream=True)
+
+
+async def _request_body(stream: Stream) -> AsyncIterator[bytes]:
+    while chunk := await stream.read():
+        yield chunk
+
+
+class Forwarder:
+    """Sends one stream's request to its upstream over a shared aiohttp session."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Forwarder:
+        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def forward(self, stream: Stream, up: UpstreamConfig, method: str, path: str) -> None:
+        assert self._http is not None
+        headers = [(n, v) for n, v in stream.headers or [] if not n.startswith(":")]
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=up.connect_timeout_s, sock_read=up.timeout_s
+        )
+        body = None if stream.remote_closed and not stream.has_data() else _request_body(stream)
+        try:
+            resp = await self._http.request(
+                method,
+                URL(up.url + path, encoded=True),
+                headers=upstream_request_headers(headers, up.credential(self._environ)),
+                data=body,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            message = f"upstream {up.name} unreachable: {exc or type(exc).__name__}"
+            log.warning("%s %s: %s", method, path, message)
+            await respond(
+                stream, 502, openai_error(message, "upstream_error", "upstream_unreachable")
+            )
+            return
+        await self._relay(stream, resp, up.name)
+
+    async def _relay(self, stream: Stream, resp: aiohttp.ClientResponse, name: str) -> None:
+        try:
+            head = [(":status", str(resp.status)), *response_headers(resp.headers.items())]
+            await stream.send_headers(head)
+            async for chunk in resp.content.iter_any():
+                await stream.send_data(chunk)
+            await stream.end()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("upstream %s broke off its answer: %s", name, exc or type(exc).__name__)
+            stream.reset(ErrorCodes.INTERNAL_ERROR)
+        except StreamResetError:
+            pass  # the gateway went away; close the upstream request below
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:
+                resp.close()  # the upstream sees its request closed: generation stops
+
+
+class Connector:
+    """``connections`` tunnels to the gateway, each redialled with backoff until ``stop``."""
+
+    def __init__(self, cfg: ConnectorConfig, environ: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self._dial = dialer_for(cfg.transport)
+        self._forwarder = Forwarder(os.environ if environ is None else environ)
+        self._sessions: set[Session] = set()
+        self._stopping = asyncio.Event()
+        self._settings = SessionSettings(
+            ping_interval_s=cfg.ping_interval_s,
+            ping_timeout_s=cfg.ping_timeout_s,
+            max_concurrent_streams=cfg.max_concurrent_streams,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then drain every tunnel (GOAWAY) and return."""
+        async with self._forwarder:
+            loops = [asyncio.create_task(self._loop(i)) for i in range(self.cfg.connections)]
+            await stop.wait()
+            self._stopping.set()
+            log.info("stopping: draining %d tunnel(s)", len(self._sessions))
+            await asyncio.gather(
+                *(s.drain(self.cfg.drain_timeout_s, "connector stopping") for s in self._sessions),
+                return_exceptions=True,
+            )
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        log.info("stopped")
+
+    def _label(self, index: int) -> str:
+        return f"tunnel {index + 1}" if self.cfg.connections > 1 else "tunnel"
+
+    async def _loop(self, index: int) -> None:
+        cfg = self.cfg
+        backoff = Backoff(
+            base_s=cfg.reconnect_base_s,
+            max_s=cfg.reconnect_max_s,
+            healthy_reset_s=cfg.healthy_reset_s,
+        )
+        label = self._label(index)
+        while not self._stopping.is_set():
+            try:
+                secure = await self._dial(cfg)
+            except TunnelError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s: cannot connect: %s; retrying in %.1fs", label, exc, delay)
+                await self._pause(delay)
+                continue
+            log.info("%s: connected to %s, waiting for the gateway", label, secure.description)
+            backoff.up(time.monotonic())
+            reason = await self._serve(secure, label)
+            backoff.down(time.monotonic())
+            if self._stopping.is_set():
+                return
+            delay = backoff.next_delay()
+            log.warning("%s lost: %s; reconnecting in %.1fs", label, reason, delay)
+            await self._pause(delay)
+
+    async def _pause(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
+
+    async def _serve(self, secure: SecureStream, label: str) -> str:
+        async def handle(stream: Stream) -> None:
+            await self._handle(stream, secure, label)
+
+        session = Session(secure, client_side=False, settings=self._settings, on_request=handle)
+        self._sessions.add(session)
+        try:
+            return await session.run()
+        finally:
+            self._sessions.discard(session)
+
+    async def _handle(self, stream: Stream, secure: SecureStream, label: str) -> None:
+        head = dict(stream.headers or [])
+        method, path = head.get(":method", ""), head.get(":path", "")
+        upstream = head.get(":authority", "")
+        if path == HELLO_PATH:
+            log.info("%s up to %s", label, secure.description)
+            await respond(stream, 200, self._hello())
+            return
+        reason = refusal(self.cfg.upstreams, upstream, path)
+        if reason is not None:
+            log.warning("refused %s %s for upstream %r: %s", method, path, upstream, reason)
+            body = openai_error(
+                f"refused by the connector: {reason}", "permission_error", "not_allowed"
+            )
+            await respond(stream, 403, body)
+            return
+        await self._forwarder.forward(stream, self.cfg.upstreams[upstream], method, path)
+
+    def _hello(self) -> bytes:
+        return json.dumps({"version": VERSION, "upstreams": sorted(self.cfg.upstreams)}).encode()

@@ -1,0 +1,383 @@
+"""The gateway side: accepts connectors' tunnels and hands out streams (``TunnelPool``).
+
+The listener is the HTTP/2 *client*. Every carrier ends in :meth:`Listener.serve_secure_stream`:
+the TLS port calls it after its own handshake, the WebSocket carrier after the inner one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+from h2.errors import ErrorCodes
+
+from tunnel.api import PoolStatus, TunnelInfo
+from tunnel.config import ListenerConfig
+from tunnel.crl import CrlWatcher
+from tunnel.errors import HandshakeError, NoTunnelError, StreamResetError, TunnelError
+from tunnel.headers import filter_headers
+from tunnel.session import Session, SessionSettings, Stream
+from tunnel.stream import PeerIdentity, SecureStream
+from tunnel.tcpstream import accept_tls
+from tunnel.tlsconfig import listener_context
+
+log = logging.getLogger("tunnel.listener")
+
+HELLO_TIMEOUT_S = 10.0
+MAX_HELLO_BYTES = 64 * 1024
+
+
+def refusal_reason(peer: PeerIdentity, allowed: tuple[str, ...], crl: CrlWatcher) -> str | None:
+    """The one identity check every carrier uses: allowed name, not revoked."""
+    if crl.is_revoked(peer.serial):
+        return f"certificate serial {peer.serial:x} is revoked"
+    if peer.common_name not in allowed:
+        return f"connector name {peer.common_name!r} is not in allowed_connectors"
+    return None
+
+
+async def _refuse(stream: SecureStream, reason: str) -> None:
+    """Tell the connector why, as an HTTP/2 GOAWAY (ordinary frames), then close."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.close_connection(ErrorCodes.INADEQUATE_SECURITY, f"refused: {reason}".encode())
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await stream.write(conn.data_to_send())
+    await stream.aclose()
+
+
+HELLO_PATH = "/_tunnel/v1/hello"
+
+
+def request_head(method: str, authority: str, path: str) -> list[tuple[str, str]]:
+    return [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]
+
+
+@dataclass(eq=False)
+class Tunnel:
+    """One live tunnel as the pool sees it."""
+
+    tunnel_id: str
+    peer: PeerIdentity
+    carrier: str
+    remote: str
+    started: float
+    upstreams: tuple[str, ...] = ()
+    draining: bool = False
+    session: Session = field(init=False)
+
+    def peer_draining(self) -> None:
+        if not self.draining:
+            log.info("tunnel %s is draining (the connector sent GOAWAY)", self.tunnel_id)
+        self.draining = True
+
+    def usable_for(self, upstream: str) -> bool:
+        return not self.draining and upstream in self.upstreams and self.session.can_open()
+
+    def info(self, now: float) -> TunnelInfo:
+        return TunnelInfo(
+            connector=self.peer.common_name,
+            tunnel_id=self.tunnel_id,
+            carrier=self.carrier,
+            remote=self.remote,
+            upstreams=self.upstreams,
+            active_streams=self.session.active_streams,
+            draining=self.draining or self.session.draining,
+            connected_s=now - self.started,
+        )
+
+
+class _Response:
+    """``TunnelResponse``: the head, then the body as DATA frames arrive."""
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        stream: Stream,
+        sender: asyncio.Task[None] | None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self._stream = stream
+        self._sender = sender
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while chunk := await self._stream.read():
+            yield chunk
+
+    async def aclose(self) -> None:
+        self._stream.reset(ErrorCodes.CANCEL)
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+
+
+async def _pump(stream: Stream, body: AsyncIterable[bytes] | bytes) -> None:
+    """Send a request body; the stream's own error (reset, tunnel gone) ends it quietly."""
+    with contextlib.suppress(StreamResetError):
+        if isinstance(body, bytes | bytearray | memoryview):
+            await stream.send_data(bytes(body), end_stream=True)
+            return
+        async for chunk in body:
+            if chunk:
+                await stream.send_data(bytes(chunk))
+        await stream.end()
+
+
+class Pool:
+    """``TunnelPool``: each new stream goes to the usable tunnel with the fewest active streams."""
+
+    def __init__(self) -> None:
+        self._tunnels: dict[str, Tunnel] = {}
+
+    def add(self, tunnel: Tunnel) -> None:
+        self._tunnels[tunnel.tunnel_id] = tunnel
+
+    def remove(self, tunnel: Tunnel) -> None:
+        self._tunnels.pop(tunnel.tunnel_id, None)
+
+    def pick(self, upstream: str) -> Tunnel:
+        best: Tunnel | None = None
+        for tunnel in self._tunnels.values():
+            if tunnel.usable_for(upstream) and (
+                best is None or tunnel.session.active_streams < best.session.active_streams
+            ):
+                best = tunnel
+        if best is None:
+            raise NoTunnelError(upstream)
+        return best
+
+    def status(self) -> PoolStatus:
+        now = time.monotonic()
+        return PoolStatus(tuple(t.info(now) for t in self._tunnels.values()))
+
+    async def request(
+        self,
+        upstream: str,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes],
+    ) -> _Response:
+        head = [
+            (":method", method),
+            (":scheme", "https"),
+            (":authority", upstream),
+            (":path", path),
+        ]
+        head += filter_headers(headers)
+        retry = isinstance(body, bytes | bytearray)
+        for attempt in (1, 2):
+            try:
+                return await self._request_once(upstream, head, body)
+            except StreamResetError as exc:
+                if not (retry and exc.refused and attempt == 1):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _request_once(
+        self, upstream: str, head: list[tuple[str, str]], body: bytes | AsyncIterable[bytes]
+    ) -> _Response:
+        tunnel = self.pick(upstream)
+        empty = isinstance(body, bytes | bytearray) and not body
+        try:
+            stream = tunnel.session.open_stream(head, end_stream=empty)
+        except Exception as exc:  # h2 refused to open it: the tunnel is not usable
+            raise TunnelError(f"cannot open a stream on tunnel {tunnel.tunnel_id}: {exc}") from None
+        sender = None if empty else asyncio.create_task(_pump(stream, body))
+        try:
+            response_head = await stream.response_head()
+        except BaseException:
+            stream.reset(ErrorCodes.CANCEL)
+            if sender is not None:
+                sender.cancel()
+            raise
+        status = int(dict(response_head).get(":status", "502"))
+        return _Response(status, filter_headers(response_head), stream, sender)
+
+
+class Listener:
+    """Accepts tunnels on ``cfg.listen`` (mutual TLS) and from other carriers."""
+
+    def __init__(self, cfg: ListenerConfig) -> None:
+        self.cfg = cfg
+        self._pool = Pool()
+        self._crl = CrlWatcher(cfg.crl, cfg.ca)
+        self._ctx = listener_context(cfg.cert, cfg.key, cfg.ca)
+        self._server: asyncio.Server | None = None
+        self._live: dict[str, Tunnel] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._crl_task: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._closing = False
+        self._settings = SessionSettings(
+            ping_interval_s=cfg.ping_interval_s, ping_timeout_s=cfg.ping_timeout_s
+        )
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def status(self) -> PoolStatus:
+        return self._pool.status()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_tcp, self.cfg.host, self.cfg.port)
+        self._crl_task = asyncio.create_task(self._watch_crl())
+        log.info("tunnel listener on %s:%d (mutual TLS, ALPN h2)", self.cfg.host, self.port)
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            peer = writer.get_extra_info("peername") or ("?", 0)
+            remote = f"{peer[0]}:{peer[1]}"
+            try:
+                stream = await accept_tls(
+                    reader, writer, self._ctx, self.cfg.handshake_timeout_s, f"tls from {remote}"
+                )
+            except HandshakeError as exc:
+                log.warning("refused a tunnel from %s: TLS handshake failed: %s", remote, exc)
+                return
+            await self.serve_secure_stream(stream, remote, "tls")
+        finally:
+            self._tasks.discard(task)
+
+    def check_identity(self, peer: PeerIdentity) -> str | None:
+        return refusal_reason(peer, self.cfg.allowed_connectors, self._crl)
+
+    async def serve_secure_stream(self, stream: SecureStream, remote: str, carrier: str) -> None:
+        """Run one tunnel on an already-secured stream; returns when it ends."""
+        peer = stream.peer
+        reason = "the listener is stopping" if self._closing else self.check_identity(peer)
+        if reason is not None:
+            log.warning(
+                "refused connector %r from %s (%s): %s", peer.common_name, remote, carrier, reason
+            )
+            await _refuse(stream, reason)
+            return
+        tunnel_id = f"{peer.common_name}#{next(self._ids)}"
+        tunnel = Tunnel(tunnel_id, peer, carrier, remote, time.monotonic())
+        session = Session(
+            stream, client_side=True, settings=self._settings, on_goaway=tunnel.peer_draining
+        )
+        tunnel.session = session
+        self._live[tunnel_id] = tunnel
+        runner = asyncio.create_task(session.run())
+        try:
+            await self._admit(tunnel, stream)
+            reason = await asyncio.shield(runner)
+        finally:
+            self._live.pop(tunnel_id, None)
+            self._pool.remove(tunnel)
+            if not runner.done():
+                session.finish("the listener stopped")
+            reason = await runner
+        log.info("tunnel %s from %s closed: %s", tunnel_id, remote, reason)
+
+    async def _admit(self, tunnel: Tunnel, stream: SecureStream) -> None:
+        session = tunnel.session
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                hello = await _hello(session)
+        except Exception as exc:  # the tunnel is useless without its announcement
+            session.finish(f"no hello from the connector ({exc})")
+            return
+        upstreams = hello.get("upstreams")
+        if not isinstance(upstreams, list) or not all(isinstance(u, str) for u in upstreams):
+            session.finish("the connector's hello carried no upstream list")
+            return
+        tunnel.upstreams = tuple(upstreams)
+        if session.alive:
+            self._pool.add(tunnel)
+            log.info(
+                "tunnel %s up from %s (%s), upstreams: %s, connector version %s",
+                tunnel.tunnel_id,
+                stream.description,
+                tunnel.carrier,
+                ", ".join(upstreams) or "(none)",
+                hello.get("version", "?"),
+            )
+
+    async def _watch_crl(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.crl_poll_s)
+            if self._crl.poll():
+                self._close_revoked()
+
+    def _close_revoked(self) -> None:
+        for tunnel in list(self._live.values()):
+            if self._crl.is_revoked(tunnel.peer.serial):
+                log.warning(
+                    "closing tunnel %s from %s: its certificate (serial %x) was just revoked",
+                    tunnel.tunnel_id,
+                    tunnel.remote,
+                    tunnel.peer.serial,
+                )
+                tunnel.session.goaway(ErrorCodes.INADEQUATE_SECURITY, "certificate revoked")
+                self._pool.remove(tunnel)
+                task = asyncio.create_task(tunnel.session.close("certificate revoked"))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop accepting, GOAWAY every tunnel, let streams finish up to the timeout, close."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._crl_task is not None:
+            self._crl_task.cancel()
+        for tunnel in self._live.values():
+            tunnel.draining = True
+        sessions = [t.session for t in self._live.values()]
+        await asyncio.gather(
+            *(s.drain(drain_timeout_s, "gateway stopping") for s in sessions),
+            return_exceptions=True,
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("tunnel listener stopped")
+
+
+async def _hello(session: Session) -> dict[str, object]:
+    stream = session.open_stream(
+        [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "_tunnel"),
+            (":path", HELLO_PATH),
+        ],
+        end_stream=True,
+    )
+    head = dict(await stream.response_head())
+    if head.get(":status") != "200":
+        raise HandshakeError(f"hello answered {head.get(':status')}")
+    body = b""
+    while chunk := await stream.read():
+        body += chunk
+        if len(body) > MAX_HELLO_BYTES:
+            stream.reset()
+            raise HandshakeError("hello too large")
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise HandshakeError("hello is not an object")
+    return data

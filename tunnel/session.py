@@ -1,0 +1,564 @@
+"""The HTTP/2 layer both roles share, over a :class:`tunnel.stream.SecureStream`.
+
+One reader task feeds bytes to the ``h2`` state machine and acts on its events; one writer task
+sends whatever ``h2`` has queued (so many events or sends coalesce into one write, and the reader
+never blocks on a full socket); one pinger task sends PINGs and declares the peer dead when no
+answer comes. The first failure is sticky: every stream on the session fails with
+:class:`StreamResetError` at once. Per-stream bodies are bounded by flow control: received DATA is
+acknowledged only when the consumer takes it, so a slow reader stops the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from tunnel.errors import StreamResetError
+from tunnel.stream import SecureStream
+
+log = logging.getLogger("tunnel.session")
+
+READ_SIZE = 256 * 1024
+HIGH_WATER = 1024 * 1024  # bytes queued in h2 before a sender waits for the writer
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    ping_interval_s: float = 15.0
+    ping_timeout_s: float = 10.0
+    max_concurrent_streams: int = 1000
+    stream_window: int = 4 * 1024 * 1024
+    connection_window: int = 16 * 1024 * 1024
+    max_frame_size: int = 1024 * 1024
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2 treats GOAWAY as the end of everything; HTTP/2 (RFC 9113 6.8) lets streams up to
+    ``last_stream_id`` finish. These two overrides keep the state machine open so they can."""
+
+    def _receive_goaway_frame(  # type: ignore[override]
+        self, frame: GoAwayFrame
+    ) -> tuple[list[object], list[h2.events.Event]]:
+        event = h2.events.ConnectionTerminated()
+        event.error_code = h2.errors._error_code_from_int(frame.error_code)
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def send_goaway(self, error_code: int = 0, additional_data: bytes = b"") -> None:
+        frame = GoAwayFrame(
+            stream_id=0,
+            last_stream_id=self.highest_inbound_stream_id,
+            error_code=error_code,
+            additional_data=additional_data,
+        )
+        self._prepare_for_sending([frame])
+
+
+def _new_connection(client_side: bool, settings: SessionSettings) -> _Connection:
+    config = h2.config.H2Configuration(client_side=client_side, header_encoding="utf-8")
+    conn = _Connection(config=config)
+    codes = h2.settings.SettingCodes
+    values = {
+        codes.INITIAL_WINDOW_SIZE: settings.stream_window,
+        codes.MAX_FRAME_SIZE: settings.max_frame_size,
+        codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+    }
+    if client_side:
+        values[codes.ENABLE_PUSH] = 0
+    conn.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
+    conn.initiate_connection()
+    conn.increment_flow_control_window(settings.connection_window - 65535)
+    return conn
+
+
+def describe_error(exc: BaseException) -> str:
+    """Plain words for what broke a session."""
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or str(exc)).replace("_", " ").lower()
+        if "alert" in reason:
+            return f"the peer ended TLS with an alert ({reason})"
+        return f"TLS error ({reason})"
+    if isinstance(exc, ConnectionResetError):
+        return "the connection was reset"
+    if isinstance(exc, h2.exceptions.ProtocolError):
+        return f"HTTP/2 protocol error ({exc})"
+    if isinstance(exc, OSError):
+        return f"network error ({exc.strerror or exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Stream:
+    """One HTTP/2 stream: the head, a flow-controlled inbound body, and sending."""
+
+    def __init__(
+        self, session: Session, stream_id: int, headers: list[tuple[str, str]] | None
+    ) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        self.headers = headers
+        self.handler: asyncio.Task[None] | None = None
+        self.local_closed = False
+        self.remote_closed = False
+        self.error: StreamResetError | None = None
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._readable = asyncio.Event()
+        self._head = asyncio.Event()
+        self._window = asyncio.Event()
+
+    def has_data(self) -> bool:
+        return bool(self._chunks)
+
+    @property
+    def finished(self) -> bool:
+        return self.local_closed and self.remote_closed
+
+    # --------------------------------------------------------- from the session
+    def on_headers(self, headers: list[tuple[str, str]]) -> None:
+        self.headers = headers
+        self._head.set()
+
+    def on_data(self, data: bytes, flow_size: int) -> None:
+        if not data:  # an empty frame (e.g. END_STREAM alone): nothing for the reader
+            self.session.ack(self.stream_id, flow_size)
+            return
+        self._chunks.append((data, flow_size))
+        self._readable.set()
+
+    def on_end(self) -> None:
+        self.remote_closed = True
+        self._readable.set()
+        self._head.set()
+        self._maybe_release()
+
+    def on_reset(self, message: str, *, refused: bool = False) -> None:
+        self.error = StreamResetError(message, self.stream_id, refused=refused)
+        self._close_both()
+        if self.handler is not None:
+            self.handler.cancel()
+
+    def fail(self, message: str) -> None:
+        """The whole session ended."""
+        if self.error is None:
+            self.error = StreamResetError(message, self.stream_id)
+        self.local_closed = self.remote_closed = True
+        self._chunks.clear()
+        for event in (self._readable, self._head, self._window):
+            event.set()
+
+    def window_opened(self) -> None:
+        self._window.set()
+
+    def _close_both(self) -> None:
+        self.local_closed = self.remote_closed = True
+        while self._chunks:
+            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        for event in (self._readable, self._head, self._window):
+            event.set()
+        self.session.release(self)
+
+    def _maybe_release(self) -> None:
+        if self.local_closed and self.remote_closed:
+            self.session.release(self)
+
+    # --------------------------------------------------------- reading
+    async def response_head(self) -> list[tuple[str, str]]:
+        """The response headers (h2 client role), pseudo-headers included."""
+        await self._head.wait()
+        if self.headers is None:
+            raise self.error or StreamResetError("the stream ended without a response")
+        return self.headers
+
+    async def read(self) -> bytes:
+        """The next DATA payload; ``b""`` at the end of the body. Acknowledges it (flow control)."""
+        while True:
+            if self._chunks:
+                data, size = self._chunks.popleft()
+                self.session.ack(self.stream_id, size)
+                return data
+            if self.error is not None:
+                raise self.error
+            if self.remote_closed:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+
+    # --------------------------------------------------------- sending
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.local_closed:
+            raise StreamResetError("the stream is already closed", self.stream_id)
+
+    async def send_headers(self, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        self._check()
+        try:
+            self.session.conn.send_headers(self.stream_id, headers, end_stream=end_stream)
+        except h2.exceptions.H2Error as exc:
+            raise StreamResetError(f"cannot send headers: {exc}", self.stream_id) from None
+        if end_stream:
+            self.local_closed = True
+            self._maybe_release()
+        await self.session.sent(0)
+
+    async def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        """Send ``data`` as DATA frames, waiting for flow-control window as needed."""
+        view = memoryview(data)
+        while True:
+            self._check()
+            conn = self.session.conn
+            try:
+                room = min(conn.local_flow_control_window(self.stream_id), len(view))
+                room = min(room, conn.max_outbound_frame_size)
+                if room <= 0 and view:
+                    self._window.clear()
+                    await self._window.wait()
+                    continue
+                last = room == len(view)
+                chunk = data if room == len(data) else bytes(view[:room])
+                conn.send_data(self.stream_id, chunk, end_stream=end_stream and last)
+            except h2.exceptions.H2Error as exc:
+                raise StreamResetError(f"cannot send data: {exc}", self.stream_id) from None
+            view = view[room:]
+            if end_stream and last:
+                self.local_closed = True
+                self._maybe_release()
+            await self.session.sent(room)
+            if last:
+                return
+
+    async def end(self) -> None:
+        await self.send_data(b"", end_stream=True)
+
+    def reset(self, code: int = ErrorCodes.CANCEL) -> None:
+        """RST_STREAM unless the stream already finished both ways."""
+        if self.finished:
+            return
+        if self.session.alive:
+            with contextlib.suppress(h2.exceptions.H2Error):
+                self.session.conn.reset_stream(self.stream_id, code)
+            self.session.wake_writer()
+        if self.error is None:
+            self.error = StreamResetError("the stream was cancelled", self.stream_id)
+        self._close_both()
+
+
+RequestHandler = Callable[[Stream], Awaitable[None]]
+
+
+class Session:
+    """One HTTP/2 connection over a secure stream, either role."""
+
+    def __init__(
+        self,
+        stream: SecureStream,
+        *,
+        client_side: bool,
+        settings: SessionSettings,
+        on_request: RequestHandler | None = None,
+        on_goaway: Callable[[], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.settings = settings
+        self.conn = _new_connection(client_side, settings)
+        self.closed_reason: str | None = None
+        self.draining = False
+        self.peer_goaway_data = b""
+        self._on_request = on_request
+        self._on_goaway = on_goaway
+        self._streams: dict[int, Stream] = {}
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._want_write = asyncio.Event()
+        self._want_write.set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._done = asyncio.Event()
+        self._queued = 0
+        self._last_rx = time.monotonic()
+        self._ping_ack = asyncio.Event()
+        self._ping_count = 0
+        self._flushed = asyncio.Event()
+        self._closer: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------------- bookkeeping
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def alive(self) -> bool:
+        return self.closed_reason is None
+
+    def can_open(self) -> bool:
+        limit = self.conn.remote_settings.max_concurrent_streams
+        return self.alive and not self.draining and self.conn.open_outbound_streams < limit
+
+    def wake_writer(self) -> None:
+        self._want_write.set()
+
+    async def sent(self, nbytes: int) -> None:
+        """After a stream queued ``nbytes``: wake the writer; wait if too much is queued."""
+        self._queued += nbytes
+        self._want_write.set()
+        if self._queued > HIGH_WATER and self.alive:
+            self._room.clear()
+            await self._room.wait()
+
+    def ack(self, stream_id: int, nbytes: int) -> None:
+        if nbytes and self.alive:
+            self.conn.acknowledge_received_data(nbytes, stream_id)
+            self._want_write.set()
+
+    def release(self, stream: Stream) -> None:
+        self._streams.pop(stream.stream_id, None)
+        if not self._streams:
+            self._idle.set()
+            if self.draining and self.alive and self._closer is None:
+                self._closer = asyncio.create_task(self.close("drained"))
+
+    def _track(self, stream: Stream) -> None:
+        self._streams[stream.stream_id] = stream
+        self._idle.clear()
+
+    # ----------------------------------------------------------------- client side
+    def open_stream(self, headers: list[tuple[str, str]], end_stream: bool) -> Stream:
+        """Start a request (h2 client role); the caller then sends the body and reads."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, headers, end_stream=end_stream)
+        stream = Stream(self, sid, None)
+        stream.local_closed = end_stream
+        self._track(stream)
+        self._want_write.set()
+        return stream
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(self) -> str:
+        """Drive the session until it ends; returns why it ended."""
+        tasks = [
+            asyncio.create_task(self._guard(self._read_loop(), "read")),
+            asyncio.create_task(self._guard(self._write_loop(), "write")),
+            asyncio.create_task(self._guard(self._ping_loop(), "ping")),
+        ]
+        try:
+            await self._done.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._teardown()
+        return self.closed_reason or "closed"
+
+    def finish(self, reason: str) -> None:
+        """Mark the session ended (first reason wins); ``run`` then tears it down."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self._room.set()
+            self._done.set()
+
+    async def _teardown(self) -> None:
+        reason = self.closed_reason or "closed"
+        for stream in list(self._streams.values()):
+            stream.fail(f"the tunnel closed: {reason}")
+        self._streams.clear()
+        self._idle.set()
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self.stream.aclose()
+
+    def goaway(self, error_code: int = 0, message: str = "") -> None:
+        """Send GOAWAY: no new streams, in-flight ones go on. The session ends when idle."""
+        if not self.alive:
+            return
+        self.conn.send_goaway(error_code, message.encode())
+        self._want_write.set()
+        self.draining = True
+        if not self._streams:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float, message: str = "") -> None:
+        """GOAWAY, wait up to ``timeout_s`` for in-flight streams, then close."""
+        self.goaway(0, message)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        await self.close("drained" if not self._streams else "drain timeout")
+
+    async def close(self, reason: str) -> None:
+        """Flush what is queued (briefly), then end the session."""
+        if self.alive:
+            self._want_write.set()
+            self._flushed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._flushed.wait()
+        self.finish(reason)
+
+    async def _guard(self, coro: Awaitable[None], what: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.finish(describe_error(exc))
+
+    # ----------------------------------------------------------------- loops
+    async def _read_loop(self) -> None:
+        while self.alive:
+            data = await self.stream.read(READ_SIZE)
+            if not data:
+                self.finish("the peer closed the connection")
+                return
+            self._last_rx = time.monotonic()
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError as exc:
+                self.conn.send_goaway(ErrorCodes.PROTOCOL_ERROR)
+                self._want_write.set()
+                self.finish(describe_error(exc))
+                return
+            for event in events:
+                self._dispatch(event)
+            self._want_write.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._want_write.wait()
+            self._want_write.clear()
+            data = self.conn.data_to_send()
+            self._queued = 0
+            self._room.set()
+            if data:
+                await self.stream.write(data)
+            if not self._want_write.is_set():
+                self._flushed.set()
+
+    async def _ping_loop(self) -> None:
+        interval, timeout = self.settings.ping_interval_s, self.settings.ping_timeout_s
+        while self.alive:
+            await asyncio.sleep(interval)
+            self._ping_count += 1
+            self._ping_ack.clear()
+            self.conn.ping(self._ping_count.to_bytes(8, "big"))
+            self._want_write.set()
+            sent = time.monotonic()
+            while not self._ping_ack.is_set():
+                remaining = max(sent, self._last_rx) + timeout - time.monotonic()
+                if remaining <= 0:
+                    self.finish(f"no PING answer within {timeout:g}s")
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._ping_ack.wait()
+
+    # ----------------------------------------------------------------- events
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.RequestReceived):
+            self._on_request_received(event)
+        elif isinstance(event, h2.events.ResponseReceived):
+            stream = self._streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.on_headers(list(event.headers or []))  # type: ignore[arg-type]
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self._streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.on_end()
+        elif isinstance(event, h2.events.StreamReset):
+            self._on_reset(event)
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._on_window(event.stream_id or 0)
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._on_window(0)
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._ping_ack.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._on_peer_goaway(event)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id or 0
+        size = event.flow_controlled_length or 0
+        stream = self._streams.get(sid)
+        if stream is None:
+            self.conn.acknowledge_received_data(size, sid)
+            return
+        stream.on_data(event.data or b"", size)
+
+    def _on_request_received(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id or 0
+        headers: list[tuple[str, str]] = list(event.headers or [])  # type: ignore[arg-type]
+        if self.draining or self._on_request is None:
+            self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        stream = Stream(self, sid, headers)
+        self._track(stream)
+        task = asyncio.create_task(self._run_handler(stream))
+        stream.handler = task
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _run_handler(self, stream: Stream) -> None:
+        assert self._on_request is not None
+        try:
+            await self._on_request(stream)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("stream %d failed", stream.stream_id)
+        finally:  # answered but the request body not read to its end: RST_STREAM(NO_ERROR)
+            stream.reset(ErrorCodes.NO_ERROR if stream.local_closed else ErrorCodes.INTERNAL_ERROR)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id or 0)
+        if stream is None:
+            return
+        code = event.error_code
+        name = code.name if isinstance(code, ErrorCodes) else str(code)
+        stream.on_reset(f"the peer reset the stream ({name})", refused=name == "REFUSED_STREAM")
+
+    def _on_window(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                stream.window_opened()
+            return
+        for stream in self._streams.values():
+            stream.window_opened()
+
+    def _on_peer_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        self.draining = True
+        self.peer_goaway_data = event.additional_data or b""
+        last = event.last_stream_id or 0
+        for stream in list(self._streams.values()):
+            if self.conn.config.client_side and stream.stream_id > last:
+                stream.on_reset("the tunnel is draining", refused=True)
+        if self._on_goaway is not None:
+            self._on_goaway()
+        code = event.error_code
+        if code not in (ErrorCodes.NO_ERROR, 0):
+            text = self.peer_goaway_data.decode("utf-8", "replace")
+            name = code.name if isinstance(code, ErrorCodes) else str(code)
+            self.finish(f"the peer closed the tunnel ({name}{': ' + text if text else ''})")
+        elif not self._streams:
+            self.finish(
+                "the peer sent GOAWAY"
+                + (f" ({self.peer_goaway_data.decode()})" if self.peer_goaway_data else "")
+            )
