@@ -76,7 +76,8 @@ MODELS = full_response(
     ).encode(),
 )
 NOT_FOUND = full_response(
-    404, b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}'
+    404,
+    b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}',
 )
 SSE_HEAD = response_head(200, "text/event-stream", None)
 
@@ -103,7 +104,10 @@ def stream_tail(chunks: int, include_usage: bool) -> bytes:
     stop = sse_event(b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}', null_usage)
     parts = [chunked(stop)]
     if include_usage:
-        usage = b'{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}' % (chunks, chunks + 5)
+        usage = b'{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}' % (
+            chunks,
+            chunks + 5,
+        )
         parts.append(chunked(b"data: " + _BASE + b'"choices":[],"usage":' + usage + b"}\n\n"))
     parts.append(chunked(b"data: [DONE]\n\n"))
     parts.append(b"0\r\n\r\n")
@@ -124,7 +128,8 @@ def stream_controls(body: bytes) -> tuple[int, float, bool] | None:
         return None
     if not isinstance(parsed, dict) or not parsed.get("stream"):
         return None
-    controls = parsed.get("standin") if isinstance(parsed.get("standin"), dict) else {}
+    found = parsed.get("standin")
+    controls: dict[str, Any] = found if isinstance(found, dict) else {}
     options = parsed.get("stream_options") or {}
     include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
     return int(controls.get("chunks", 5)), float(controls.get("pace_ms", 0.0)), include_usage

@@ -75,7 +75,9 @@ async def _stream(send: Send, chunks: int, pace_ms: float, include_usage: bool) 
             delay = start + i * pace_ms / 1000 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await send({"type": "http.response.body", "body": _content(i, include_usage), "more_body": True})
+        await send(
+            {"type": "http.response.body", "body": _content(i, include_usage), "more_body": True}
+        )
     stop = sse_event(b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}', b"")
     await send({"type": "http.response.body", "body": stop + b"data: [DONE]\n\n"})
 

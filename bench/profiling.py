@@ -8,13 +8,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.procs import script_path
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+_FRAME = re.compile(r"<title>(.+?) \((\d[\d,]*) samples?, [\d.]+%\)</title>")
+
+
+def top_frames(svg: str, count: int = 25) -> list[tuple[str, int, float]]:
+    """``(frame, samples, % of all)`` with the most samples (inclusive), from a py-spy SVG."""
+    frames: Counter[str] = Counter()
+    total = 0
+    for label, samples in _FRAME.findall(svg):
+        n = int(samples.replace(",", ""))
+        if label == "all":
+            total = n
+            continue
+        frames[label.replace("&lt;", "<").replace("&gt;", ">")] += n
+    total = total or max(frames.values(), default=1)
+    return [(label, n, 100 * n / total) for label, n in frames.most_common(count)]
+
+
+def summary_text(svg: str, count: int = 25) -> str:
+    lines = [f"{pct:5.1f}% {n:7d}  {label}" for label, n, pct in top_frames(svg, count)]
+    return "inclusive samples per frame (summed over the graph)\n" + "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -34,9 +56,9 @@ class Profiler:
             return
         argv = [
             str(pyspy), "record", "-o", str(self.out_dir / f"{name}.svg"), "--pid", str(pid),
-            "-d", str(max(1, round(seconds))), "--subprocesses", "--rate", "200",
+            "-d", str(max(1, round(seconds))), "--subprocesses", "--rate", "200", "--nonblocking",
         ]  # fmt: skip
-        self.running[name] = subprocess.Popen(
+        self.running[name] = subprocess.Popen(  # noqa: S603 - our own py-spy, fixed flags
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
 
@@ -52,10 +74,14 @@ class Profiler:
                 continue
             svg = self.out_dir / f"{name}.svg"
             if proc.returncode == 0 and svg.exists():
-                self.notes[name] = str(svg)
+                top = self.out_dir / f"{name}.top.txt"
+                top.write_text(summary_text(svg.read_text(errors="replace")))
+                self.notes[name] = f"{svg} (summary: {top})"
             else:
                 text = output.decode(errors="replace").strip().splitlines()
-                self.notes[name] = "py-spy failed: " + (text[-1] if text else f"rc {proc.returncode}")
+                self.notes[name] = "py-spy failed: " + (
+                    text[-1] if text else f"rc {proc.returncode}"
+                )
         self.running.clear()
         return self.notes
 

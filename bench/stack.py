@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,7 +100,10 @@ def connector_toml(
     if kind == "squid":
         lines += [f'proxy = "http://127.0.0.1:{where}"', 'transport = "tls"']
     elif kind == "websocket":
+        # The outer TLS (system store + proxy_ca) must trust the gateway's public certificate,
+        # which the bench issues from its own CA.
         lines += ['transport = "websocket"', f'websocket_url = "{where}"']
+        lines += ['proxy_ca = "pki/ca.crt"']
     else:
         lines += ['transport = "tls"']
     lines += ["", f"[upstreams.{upstream}]", f'url = "{upstream_url}"', ""]
@@ -154,20 +156,16 @@ class Stack:
         await self._start_upstream()
         self.endpoints[DIRECT] = Endpoint(DIRECT, self.upstream_url, UPSTREAM_MODEL)
         floor_port = free_port()
-        await self._launch(
-            "floor",
-            python_module_cmd(
-                "bench.floor_app", "--port", str(floor_port),
-                "--cert", str(self.pki / "gateway.crt"), "--key", str(self.pki / "gateway.key"),
-            ),  # fmt: skip
-            port_ready("127.0.0.1", floor_port),
-        )
+        pki = self.pki
+        argv = python_module_cmd("bench.floor_app", "--port", str(floor_port))
+        argv += ["--cert", str(pki / "gateway.crt"), "--key", str(pki / "gateway.key")]
+        await self._launch("floor", argv, port_ready("127.0.0.1", floor_port))
         self.endpoints[FLOOR] = Endpoint(
             FLOOR, f"https://127.0.0.1:{floor_port}", UPSTREAM_MODEL, ssl_context=ssl_context
         )
         try:
             key = await self._start_gateway()
-        except Exception as exc:  # noqa: BLE001 - any failure: report the gateway rows n/a
+        except Exception as exc:  # any failure: report the gateway rows n/a
             reason = f"gateway not available: {_one_line(exc)}"
             for path in GATEWAY_ROUTES:
                 self.unavailable[path] = reason
@@ -179,7 +177,7 @@ class Stack:
             try:
                 await self._start_connector(path, upstream, cert)
                 await wait_route(endpoint, READY_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - this path only is not available
+            except Exception as exc:  # this path only is not available
                 self.unavailable[path] = f"{path} not available: {_one_line(exc)}"
                 await self._stop_role(f"connector-{path}")
                 continue
@@ -272,7 +270,7 @@ class Stack:
 
 def _websocket_carrier_present() -> bool:
     tunnel_dir = Path(__file__).resolve().parents[1] / "tunnel"
-    return any(tunnel_dir.glob("*websocket*.py")) or any(tunnel_dir.glob("ws*.py"))
+    return any("websocket" in p.stem or "ws" in p.stem for p in tunnel_dir.glob("*.py"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -280,10 +278,10 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-async def wait_route(endpoint: Endpoint, timeout: float) -> None:
+async def wait_route(endpoint: Endpoint, within_s: float) -> None:
     """Until a chat completion through ``endpoint`` succeeds (the connector is in), or raise."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     last = ""
     connector = aiohttp.TCPConnector(ssl=endpoint.ssl_context or False)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -301,15 +299,4 @@ async def wait_route(endpoint: Endpoint, timeout: float) -> None:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = _one_line(exc)
             await asyncio.sleep(0.1)
-    raise TimeoutError(f"no answer through {endpoint.name} within {timeout:.0f}s ({last})")
-
-
-def check_gateway_cli() -> str:
-    """'' when ``gateway --help`` works, else why not."""
-    try:
-        done = subprocess.run(
-            [str(script_path("gateway")), "--help"], capture_output=True, timeout=30, check=False
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-        return _one_line(exc)
-    return "" if done.returncode == 0 else done.stderr.decode(errors="replace")[-200:]
+    raise TimeoutError(f"no answer through {endpoint.name} within {within_s:.0f}s ({last})")

@@ -6,6 +6,7 @@ unit tests call it without a socket or a clock.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -112,7 +113,7 @@ def chunk_delays_ms(pairs: Iterable[tuple[int, int]]) -> list[float]:
 
 def inter_arrival_ms(received_ns: Sequence[int]) -> list[float]:
     """Gaps between consecutive arrivals, in ms."""
-    return [(b - a) / NS_PER_MS for a, b in zip(received_ns, received_ns[1:], strict=False)]
+    return [(b - a) / NS_PER_MS for a, b in itertools.pairwise(received_ns)]
 
 
 def mb_per_s(num_bytes: int, seconds: float) -> float | None:

@@ -63,19 +63,37 @@ async def latency(endpoint: Endpoint, plan: Plan) -> Metrics:
 # --------------------------------------------------------------------------- (b)
 
 
+def _watches(stack: Stack, path: str) -> dict[str, Watch]:
+    pids = (("front", stack.front_pid(path)), ("connector", stack.connector_pid(path)))
+    return {role: Watch(pid) for role, pid in pids if pid is not None}
+
+
 async def load(
-    endpoint: Endpoint, concurrency: int, plan: Plan, on_start: Callable[[], None] | None = None
+    endpoint: Endpoint,
+    concurrency: int,
+    plan: Plan,
+    stack: Stack,
+    on_start: Callable[[], None] | None = None,
 ) -> Metrics:
     if on_start is not None:
         on_start()
+    watches = _watches(stack, endpoint.name)
+    for watch in watches.values():
+        watch.start()
     sample = await client.closed_loop(endpoint, concurrency, plan.load_s, plan.load_warmup_s)
+    for watch in watches.values():
+        await watch.stop()
     summary = stats.summarize_s(sample.latencies_s)
-    return {
+    out: Metrics = {
         "rps": stats.rate(len(sample.latencies_s), sample.elapsed_s),
         "p50_ms": summary.p50_ms,
         "p99_ms": summary.p99_ms,
         "errors": sample.errors,
     }
+    for role in ("front", "connector"):
+        role_watch = watches.get(role)
+        out[f"{role}_cpu_pct"] = role_watch.cpu_pct if role_watch else None
+    return out
 
 
 # --------------------------------------------------------------------------- (c), (d)
@@ -119,14 +137,7 @@ async def paced_streams(endpoint: Endpoint, plan: Plan) -> Metrics:
 
 async def held_streams(endpoint: Endpoint, plan: Plan, stack: Stack) -> Metrics:
     chunks = max(1, round(plan.held_s * 1000 / plan.pace_ms))
-    watches = {
-        role: Watch(pid)
-        for role, pid in (
-            ("front", stack.front_pid(endpoint.name)),
-            ("connector", stack.connector_pid(endpoint.name)),
-        )
-        if pid is not None
-    }
+    watches = _watches(stack, endpoint.name)
     async with client.session_for(endpoint, plan.held_streams) as session:
         await client.stream_once(session, endpoint, 5, 0.0)
         tasks = [
@@ -141,9 +152,9 @@ async def held_streams(endpoint: Endpoint, plan: Plan, stack: Stack) -> Metrics:
             await watch.stop()
     out: Metrics = {"errors": len(results) - len(_ok(list(results)))}
     for role in ("front", "connector"):
-        watch = watches.get(role)
-        out[f"{role}_rss_mb"] = watch.peak_rss_mb if watch else None
-        out[f"{role}_cpu_pct"] = watch.cpu_pct if watch else None
+        role_watch = watches.get(role)
+        out[f"{role}_rss_mb"] = role_watch.peak_rss_mb if role_watch else None
+        out[f"{role}_cpu_pct"] = role_watch.cpu_pct if role_watch else None
     return out
 
 
@@ -187,15 +198,19 @@ async def soak(endpoint: Endpoint, plan: Plan, stack: Stack) -> Metrics:
         workers = [asyncio.create_task(worker(i)) for i in range(plan.soak_concurrency)]
         await asyncio.sleep(plan.soak_warmup_s)
         start = _rss_pair(stack, endpoint.name)
+        await asyncio.sleep(plan.soak_s / 2)
+        middle = _rss_pair(stack, endpoint.name)  # a leak grows on; a warm-up levels off
         await asyncio.gather(*workers)
         end = _rss_pair(stack, endpoint.name)
     return {
         "requests": done,
         "failed": failed,
         "front_rss_start_mb": start[0],
+        "front_rss_mid_mb": middle[0],
         "front_rss_end_mb": end[0],
         "front_rss_growth_pct": stats.growth_pct(start[0], end[0]),
         "connector_rss_start_mb": start[1],
+        "connector_rss_mid_mb": middle[1],
         "connector_rss_end_mb": end[1],
         "connector_rss_growth_pct": stats.growth_pct(start[1], end[1]),
     }
@@ -241,7 +256,10 @@ def profile_hook(
         return None
 
     def start() -> None:
-        for name, pid in (("gateway", stack.front_pid(path)), ("connector", stack.connector_pid(path))):
+        for name, pid in (
+            ("gateway", stack.front_pid(path)),
+            ("connector", stack.connector_pid(path)),
+        ):
             if pid is not None:
                 profiler.start(name, pid, seconds)
 

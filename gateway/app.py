@@ -24,11 +24,18 @@ from gateway.config import GatewayConfig, Network
 from gateway.errors import openai_error
 from gateway.metrics import GatewayMetrics
 from gateway.models import ModelCatalog, ModelMap
-from gateway.openai_routes import AuthenticatorLike, LimiterLike, OpenAIRoutes, new_request_id
+from gateway.openai_routes import (
+    AuthenticatorLike,
+    LimiterLike,
+    OpenAIRoutes,
+    drain_body,
+    new_request_id,
+)
 from gateway.proxying import Forwarder, LedgerLike, Services
 from tunnel.api import TunnelPool
 
 log = logging.getLogger("gateway.app")
+ERROR_DRAIN_BYTES = 1 << 20
 ASGIApp = Callable[..., Awaitable[None]]
 
 
@@ -46,7 +53,7 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     """The public app. ``listener`` (a ``tunnel.listener.Listener``) enables the WebSocket
     tunnel endpoint at ``[tunnel] websocket_path`` when ``tunnel.ws_endpoint`` is installed."""
     app = _base_app("gateway")
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = None  # the API routes apply max_body_bytes themselves
     services = Services(
         pool=pool,
         ledger=ledger,
@@ -57,7 +64,10 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
         upstream_timeout_s=config.server.upstream_timeout_s,
     )
     catalog = ModelCatalog(ModelMap(config.models), pool)
-    OpenAIRoutes(auth, limiter, catalog, Forwarder(services)).register(app)
+    routes = OpenAIRoutes(
+        auth, limiter, catalog, Forwarder(services), max_body_bytes=config.server.max_body_bytes
+    )
+    routes.register(app)
     add_health_routes(app, pool)
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
@@ -114,7 +124,8 @@ def register_tunnel_websocket(app: Quart, path: str, listener: object) -> bool:
 
 
 def _base_app(name: str) -> Quart:
-    app = Quart(name)
+    app = Quart(__name__)
+    app.name = name
     app.config["RESPONSE_TIMEOUT"] = None  # streams run as long as the model writes
     app.config["BODY_TIMEOUT"] = 120
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -135,19 +146,11 @@ async def _http_error(exc: HTTPException) -> Response:
     """Quart's own 404 / 405 / 413 in OpenAI's words."""
     target = f"{request.method} {request.path}"
     status = exc.code or 500
+    await drain_body(ERROR_DRAIN_BYTES)
     if status == 404:
         return openai_error(404, f"Invalid URL ({target})", "invalid_request_error")
     if status == 405:
         return openai_error(405, f"Invalid method for URL ({target})", "invalid_request_error")
-    if status == 413:
-        limit = request.max_content_length
-        return openai_error(
-            413,
-            f"The request body is too large (the limit is {limit} bytes).",
-            "invalid_request_error",
-            None,
-            "request_too_large",
-        )
     return openai_error(status, exc.description or exc.name, "invalid_request_error")
 
 

@@ -297,7 +297,7 @@ def _server(r: TableReader) -> ServerConfig:
 
 def _admin(r: TableReader) -> AdminConfig:
     listen = r.string("listen", "127.0.0.1:9100")
-    cfg = AdminConfig(listen=r.listen("listen") if listen else None)
+    cfg = AdminConfig(listen=r.listen("listen", listen) if listen else None)
     r.finish()
     return cfg
 
@@ -411,3 +411,21 @@ def _websocket_http_listen(table: Mapping[str, Any]) -> tuple[str, int] | None:
         return parse_listen(value if isinstance(value, str) else "")
     except ValueError as exc:
         raise ConfigError(f"tunnel.websocket_http_listen: {exc}") from None
+
+
+def check_files(cfg: GatewayConfig) -> None:
+    """Files the config names must exist (``gateway check`` and ``serve`` run this)."""
+    files: list[tuple[str, Path | None]] = [
+        ("server.cert", cfg.server.cert),
+        ("server.key", cfg.server.key),
+    ]
+    for i, issuer in enumerate(cfg.auth.jwt):
+        files += [
+            (f"auth.jwt[{i}].jwks_file", issuer.jwks_file),
+            (f"auth.jwt[{i}].jwks_ca", issuer.jwks_ca),
+        ]
+    for key, path in files:
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{key}: file not found: {path}")
+    if not cfg.auth.keys_db.parent.is_dir():
+        raise ConfigError(f"auth.keys_db: folder not found: {cfg.auth.keys_db.parent}")

@@ -56,6 +56,18 @@ class ModelNotFoundError(GatewayError):
         self.model = model
 
 
+class PayloadTooLargeError(GatewayError):
+    """413: the request body is over ``[server] max_body_bytes``."""
+
+    status = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is too large: the limit is {limit} bytes.")
+        self.limit = limit
+
+
 class TunnelUnavailableError(GatewayError):
     """503: no connector is serving the upstream the model lives on."""
 

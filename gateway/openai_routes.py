@@ -6,13 +6,15 @@ Every answer (errors included) carries ``x-request-id`` and, once admitted, the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from typing import Final, Protocol
 
 from quart import Quart, Response, g, jsonify, request
 
 from gateway.auth import AuthError
-from gateway.errors import GatewayError, openai_error
+from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 from gateway.identity import Identity
 from gateway.models import ModelCatalog
 from gateway.proxying import (
@@ -28,6 +30,8 @@ from gateway.proxying import (
 )
 from gateway.ratelimit import RateLimited, estimate_tokens
 
+DRAIN_TIMEOUT_S: Final = 5.0
+DRAIN_FACTOR: Final = 4
 API_ROUTES: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 
 
@@ -50,6 +54,33 @@ def request_id() -> str:
     return rid
 
 
+async def read_body_limited(limit: int) -> bytes:
+    """The request body, or 413 once it passes ``limit``. The rest of an oversized body is
+    still read (and dropped, up to a bound) so that an HTTP/1.1 client that is still sending
+    receives the 413 instead of a connection reset."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > limit:
+            await drain_body(DRAIN_FACTOR * limit)
+            raise PayloadTooLargeError(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def drain_body(max_bytes: int) -> None:
+    """Read and drop what is left of the request body (bounded in bytes and time): an HTTP/1.1
+    connection can only carry the next request once this one's body is in."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for chunk in request.body:
+                dropped += len(chunk)
+                if dropped > max_bytes:
+                    return
+
+
 def rate_limit_error(exc: RateLimited) -> Response:
     kind = "tokens" if "(TPM)" in exc.message else "requests"
     headers = dict(exc.headers)
@@ -70,7 +101,9 @@ class OpenAIRoutes:
         limiter: LimiterLike,
         catalog: ModelCatalog,
         forwarder: Forwarder,
+        max_body_bytes: int,
     ) -> None:
+        self.max_body_bytes = max_body_bytes
         self.auth = auth
         self.limiter = limiter
         self.catalog = catalog
@@ -95,8 +128,7 @@ class OpenAIRoutes:
     async def handle(self, route: str) -> Response:
         try:
             identity = await self._identity()
-            raw = await request.get_data(cache=False, as_text=False)
-            assert isinstance(raw, bytes)
+            raw = await read_body_limited(self.max_body_bytes)
             body = parse_body(raw, route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))

@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -46,11 +46,18 @@ return 1
 class RateLimited(Exception):  # noqa: N818 (name fixed by the gateway's interface)
     """A 429: ``message`` in OpenAI's words, ``headers`` include ``retry-after``."""
 
-    def __init__(self, message: str, retry_after_s: float, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float,
+        headers: dict[str, str],
+        kind: Literal["requests", "tokens", "concurrency"] = "requests",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
         self.headers = headers
+        self.kind = kind  # which limit: OpenAI's error ``type`` is "requests" or "tokens"
 
 
 def async_storage_uri(uri: str) -> str:
@@ -210,6 +217,7 @@ class RateLimiter:
                     concurrency_message(identity.name, identity.concurrency),
                     1.0,
                     await self._error_headers(identity, 1.0),
+                    kind="concurrency",
                 )
         return Admission(self, identity, slot, await self.headers_for(identity))
 
@@ -225,6 +233,7 @@ class RateLimiter:
             ),
             state.reset_s,
             await self._error_headers(identity, state.reset_s),
+            kind="tokens",
         )
 
     async def charge_tokens(self, identity: Identity, tokens: int) -> None:

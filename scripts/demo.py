@@ -151,7 +151,7 @@ class Processes:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=env,
+                env=env or child_env(),
                 start_new_session=True,  # own process group: Ctrl-C reaches the demo only
             )
         self.children.append((name, proc))
@@ -287,7 +287,8 @@ def start_squid(procs: Processes, tunnel_port: int) -> str | None:
 
 def create_key(config: Path) -> str:
     argv = [command("gateway"), "keys", "create", "demo", "-c", str(config)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)  # noqa: S603
+    env = child_env()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env)  # noqa: S603
     key = done.stdout.strip()
     if done.returncode != 0 or not key:
         raise DemoError(f"gateway keys create failed ({done.returncode}): {done.stderr.strip()}")
@@ -310,6 +311,15 @@ def readyz(ports: Ports, ca: Path) -> dict[str, object] | None:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def describe_tunnels(readyz_body: dict[str, object]) -> str:
+    """'1 tunnel up: office-1 over tls' from /readyz's JSON (or the JSON itself if unexpected)."""
+    tunnels = readyz_body.get("tunnels")
+    if not isinstance(tunnels, list) or not all(isinstance(t, dict) for t in tunnels):
+        return json.dumps(readyz_body)
+    names = ", ".join(f"{t.get('connector')} over {t.get('carrier')}" for t in tunnels)
+    return f"{len(tunnels)} tunnel{'s' if len(tunnels) != 1 else ''} up: {names}"
+
+
 def upstream_model(url: str) -> str:
     """The first model a real upstream lists (its own API key from $OFFICE_LLM_KEY if set)."""
     request = urllib.request.Request(url.rstrip("/") + "/v1/models")  # noqa: S310
@@ -323,9 +333,15 @@ def upstream_model(url: str) -> str:
         raise DemoError(f"could not list the models of {url} ({exc}); pass --model ID") from exc
 
 
-def connector_env() -> dict[str, str]:
-    """The environment without proxy variables: the demo says in the config which proxy to use."""
-    return {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+def child_env(*, without_proxy: bool = False) -> dict[str, str]:
+    """The environment for our commands: this checkout importable first, output unbuffered.
+
+    The connector gets no proxy variables: the demo says in its config which proxy to use.
+    """
+    env = {k: v for k, v in os.environ.items() if not (without_proxy and k in PROXY_VARS)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def start_upstream(args: argparse.Namespace, procs: Processes, work: Path) -> tuple[str, str]:
@@ -346,7 +362,9 @@ def start_connector(
     proxy = None if args.no_squid else start_squid(procs, ports.tunnel)
     config = work / "connector.toml"
     config.write_text(connector_toml(ports, upstream, proxy))
-    procs.start("connector", [command("connector"), "run", "-c", str(config)], connector_env())
+    procs.start(
+        "connector", [command("connector"), "run", "-c", str(config)], child_env(without_proxy=True)
+    )
     if proxy is not None:
         return f"through squid at {proxy} (it allows CONNECT to port {ports.tunnel} only)"
     reason = "--no-squid was given" if args.no_squid else "squid is not installed"
@@ -378,7 +396,7 @@ def bring_up(args: argparse.Namespace, procs: Processes, work: Path) -> Stack:
         return body is not None
 
     wait_until("the tunnel (gateway /readyz)", procs, ready, STARTUP_TIMEOUT_S)
-    say(f"demo: ready      /readyz says {json.dumps(status[-1], separators=(',', ':'))}")
+    say(f"demo: ready      /readyz: {describe_tunnels(status[-1])}")
     return Stack(f"https://127.0.0.1:{ports.public}/v1", ca, key, model, via)
 
 
@@ -439,16 +457,20 @@ def check_models(client: openai.OpenAI) -> str:
 
 def run_checks(stack: Stack) -> bool:
     """Chat, streamed chat and models.list with the official SDK; print each result."""
-    client = client_for(stack)
     passed = True
-    for name, check in (("chat", check_chat), ("stream", check_stream), ("models", check_models)):
-        try:
-            result = check(client)
-        except (openai.OpenAIError, DemoError) as exc:
-            say(f"\nFAILED: {name}: {type(exc).__name__}: {exc}")
-            passed = False
-            continue
-        say(f"ok: {name:<10} {result}" if name != "stream" else f"ok: stream     ({result})")
+    with client_for(stack) as client:  # closed after: open connections would delay the stop
+        for name, check in (
+            ("chat", check_chat),
+            ("stream", check_stream),
+            ("models", check_models),
+        ):
+            try:
+                result = check(client)
+            except (openai.OpenAIError, DemoError) as exc:
+                say(f"\nFAILED: {name}: {type(exc).__name__}: {exc}")
+                passed = False
+                continue
+            say(f"ok: {name:<10} {result}" if name != "stream" else f"ok: stream     ({result})")
     return passed
 
 
@@ -508,12 +530,18 @@ def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so that `finally` stops every child either way."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    """SIGTERM and SIGINT both raise KeyboardInterrupt, so that `finally` stops every child.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored.
+    """
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

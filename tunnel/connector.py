@@ -100,7 +100,8 @@ class Forwarder:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=up.connect_timeout_s, sock_read=up.timeout_s
         )
-        body = None if stream.remote_closed and not stream.has_data() else _request_body(stream)
+        complete = stream.take_complete_body()  # small bodies: sent with a Content-Length
+        body = _request_body(stream) if complete is None else complete or None
         try:
             resp = await self._http.request(
                 method,
@@ -210,9 +211,13 @@ class Connector:
         session = Session(secure, client_side=False, settings=self._settings, on_request=handle)
         self._sessions.add(session)
         try:
-            return await session.run()
+            reason = await session.run()
         finally:
             self._sessions.discard(session)
+        refused = session.peer_goaway_data.decode("utf-8", "replace")
+        if refused.startswith("refused: "):
+            return f"the gateway refused this connector: {refused.removeprefix('refused: ')}"
+        return reason
 
     async def _handle(self, stream: Stream, secure: SecureStream, label: str) -> None:
         head = dict(stream.headers or [])

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from cryptography import x509
 
+from tunnel.errors import ConfigError
+
 log = logging.getLogger("tunnel.listener")
 
 
-class CrlError(Exception):
-    pass
+class CrlError(ConfigError):
+    """The CRL file cannot be used (unreadable, not a CRL, not signed by the deployment CA)."""
 
 
 def load_revoked(crl_path: Path, ca_path: Path) -> frozenset[int]:

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
@@ -158,7 +159,8 @@ class Pool:
 
     def status(self) -> PoolStatus:
         now = time.monotonic()
-        return PoolStatus(tuple(t.info(now) for t in self._tunnels.values()))
+        live = (t for t in self._tunnels.values() if t.session.alive)
+        return PoolStatus(tuple(t.info(now) for t in live))
 
     async def request(
         self,
@@ -228,6 +230,11 @@ class Listener:
         return self._pool
 
     @property
+    def tls_context(self) -> ssl.SSLContext:
+        """The server-side mutual-TLS context (for carriers that run TLS themselves)."""
+        return self._ctx
+
+    @property
     def port(self) -> int:
         assert self._server is not None, "start() first"
         port: int = self._server.sockets[0].getsockname()[1]
@@ -250,12 +257,14 @@ class Listener:
             remote = f"{peer[0]}:{peer[1]}"
             try:
                 stream = await accept_tls(
-                    reader, writer, self._ctx, self.cfg.handshake_timeout_s, f"tls from {remote}"
+                    reader, writer, self._ctx, self.cfg.handshake_timeout_s, "tls"
                 )
             except HandshakeError as exc:
                 log.warning("refused a tunnel from %s: TLS handshake failed: %s", remote, exc)
                 return
             await self.serve_secure_stream(stream, remote, "tls")
+        except asyncio.CancelledError:
+            pass  # the listener is closing; asyncio would log a cancelled connection task
         finally:
             self._tasks.discard(task)
 
@@ -309,8 +318,8 @@ class Listener:
             log.info(
                 "tunnel %s up from %s (%s), upstreams: %s, connector version %s",
                 tunnel.tunnel_id,
+                tunnel.remote,
                 stream.description,
-                tunnel.carrier,
                 ", ".join(upstreams) or "(none)",
                 hello.get("version", "?"),
             )

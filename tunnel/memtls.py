@@ -16,24 +16,15 @@ import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from tunnel.errors import HandshakeError
 from tunnel.stream import ByteStream, PeerIdentity
+from tunnel.tcpstream import handshake_reason
+from tunnel.tlsconfig import peer_identity
 
 _T = TypeVar("_T")
 
 #: How much to ask the lower stream for at a time (a few TLS records).
 LOWER_READ_BYTES = 65536
-
-
-def identity_from_der(cert_der: bytes) -> PeerIdentity:
-    """The peer identity (common name, serial) of a DER certificate."""
-    cert = x509.load_der_x509_certificate(cert_der)
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(names[0].value) if names else ""
-    return PeerIdentity(common_name=common_name, serial=cert.serial_number, cert_der=cert_der)
 
 
 class MemoryTLSStream:
@@ -92,7 +83,7 @@ class MemoryTLSStream:
         der = self._ssl.getpeercert(binary_form=True)
         if der is None:
             raise HandshakeError("the peer presented no certificate")
-        return identity_from_der(der)
+        return peer_identity(der)
 
     @property
     def peer(self) -> PeerIdentity:
@@ -102,6 +93,9 @@ class MemoryTLSStream:
     @property
     def description(self) -> str:
         return self._description
+
+    def set_description(self, description: str) -> None:
+        self._description = description
 
     @property
     def tls_version(self) -> str | None:
@@ -113,7 +107,7 @@ class MemoryTLSStream:
 
     async def read(self, max_bytes: int) -> bytes:
         try:
-            return await self._run(lambda: self._ssl.read(max_bytes))
+            return await self._run(lambda: self._ssl.read(max_bytes), writing=False)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
             return b""  # close_notify, or the carrier closed (HTTP/2 frames are self-delimiting)
 
@@ -133,24 +127,21 @@ class MemoryTLSStream:
                 await asyncio.wait_for(self._flush(), timeout=1.0)
         await self._lower.aclose()
 
-    async def _run(self, operation: Callable[[], _T]) -> _T:
+    async def _run(self, operation: Callable[[], _T], writing: bool = True) -> _T:
         """Call ``operation`` until the TLS state machine stops asking for more input."""
         while True:
             try:
                 result = operation()
             except ssl.SSLWantReadError:
-                await self._flush()
+                await self._flush(wait=writing)
                 await self._fill()
                 continue
-            except ssl.SSLCertVerificationError as error:
-                await self._flush_quietly()
-                raise HandshakeError(f"certificate check failed: {error.verify_message}") from error
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 raise
-            except ssl.SSLError as error:
+            except ssl.SSLError as error:  # the same words as the tls carrier's
                 await self._flush_quietly()
-                raise HandshakeError(f"TLS failed: {error.reason or error}") from error
-            await self._flush()
+                raise HandshakeError(handshake_reason(error)) from error
+            await self._flush(wait=writing)
             return result
 
     async def _fill(self) -> None:
@@ -166,11 +157,17 @@ class MemoryTLSStream:
             else:
                 self._incoming.write_eof()
 
-    async def _flush(self) -> None:
-        """Hand every pending TLS record to the lower stream, in order."""
+    async def _flush(self, wait: bool = True) -> None:
+        """Hand every pending TLS record to the lower stream, in order.
+
+        A reader passes ``wait=False``: when a writer is busy it must not queue behind it (both
+        ends would wait on each other's reader); the busy writer sends what is left before it
+        lets go of the lock.
+        """
+        if not wait and self._write_lock.locked():
+            return
         async with self._write_lock:
-            data = self._outgoing.read()
-            if data:
+            while data := self._outgoing.read():
                 await self._lower.write(data)
 
     async def _flush_quietly(self) -> None:

@@ -73,15 +73,18 @@ def _new_connection(client_side: bool, settings: SessionSettings) -> _Connection
     config = h2.config.H2Configuration(client_side=client_side, header_encoding="utf-8")
     conn = _Connection(config=config)
     codes = h2.settings.SettingCodes
-    values = {
+    values: dict[h2.settings.SettingCodes | int, int] = {
         codes.INITIAL_WINDOW_SIZE: settings.stream_window,
         codes.MAX_FRAME_SIZE: settings.max_frame_size,
         codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
     }
     if client_side:
         values[codes.ENABLE_PUSH] = 0
-    conn.local_settings = h2.settings.Settings(client=client_side, initial_values=values)
     conn.initiate_connection()
+    conn.update_settings(values)  # applied the h2 way: when the peer ACKs them
+    # ...except the frame size: h2 sizes its frame parser before it reads the ACK that arrives
+    # in the same read as the first big frame; accepting big frames from the start is harmless.
+    conn.max_inbound_frame_size = settings.max_frame_size
     conn.increment_flow_control_window(settings.connection_window - 65535)
     return conn
 
@@ -122,6 +125,15 @@ class Stream:
 
     def has_data(self) -> bool:
         return bool(self._chunks)
+
+    def take_complete_body(self) -> bytes | None:
+        """The whole request body when it has already arrived (END_STREAM seen), else None."""
+        if not self.remote_closed or self.error is not None:
+            return None
+        body = b"".join(chunk for chunk, _ in self._chunks)
+        while self._chunks:
+            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        return body
 
     @property
     def finished(self) -> bool:

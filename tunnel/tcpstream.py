@@ -64,22 +64,37 @@ class TcpSecureStream:
             return
         self._closed = True
         self._writer.close()
-        with contextlib.suppress(Exception):
+        try:
             async with asyncio.timeout(2.0):
                 await self._writer.wait_closed()
+        except TimeoutError:  # the peer does not read: do not wait for it
+            self._writer.transport.abort()
+        except Exception:  # noqa: S110 - closing a broken connection: nothing to add
+            pass
+
+
+def _verify_reason(exc: ssl.SSLCertVerificationError) -> str:
+    message = exc.verify_message or str(exc)
+    if "issuer" in message or "self-signed" in message or "self signed" in message:
+        return f"certificate not from the deployment CA ({message})"
+    return f"certificate rejected: {message}"
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    reason = (exc.reason or str(exc)).replace("_", " ").lower()
+    if reason.startswith("peer did not return a certificate"):
+        return "the peer presented no client certificate"
+    if "unknown ca" in reason or "certificate verify failed" in reason:
+        return f"certificate not from the deployment CA ({reason})"
+    return reason
 
 
 def handshake_reason(exc: BaseException) -> str:
     """Plain words for a failed TLS handshake."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate rejected: {exc.verify_message}"
+        return _verify_reason(exc)
     if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or str(exc)).replace("_", " ").lower()
-        if reason.startswith("peer did not return a certificate"):
-            return "the peer presented no client certificate"
-        if "unknown ca" in reason or "certificate verify failed" in reason:
-            return f"certificate not from the deployment CA ({reason})"
-        return reason
+        return _ssl_reason(exc)
     if isinstance(exc, TimeoutError):
         return "handshake timed out"
     return str(exc) or type(exc).__name__
@@ -98,7 +113,9 @@ async def accept_tls(
     except (ssl.SSLError, OSError, TimeoutError) as exc:
         writer.close()
         raise HandshakeError(handshake_reason(exc)) from None
-    return TcpSecureStream(reader, writer, description)
+    stream = TcpSecureStream(reader, writer, description)
+    stream.set_description(f"{description}, {stream.tls_version}")
+    return stream
 
 
 def _route(cfg: ConnectorConfig) -> tuple[ProxySpec | None, str]:

@@ -12,21 +12,15 @@ import pytest
 
 from gateway.identity import Identity
 from gateway.ratelimit import RateLimited, RateLimiter
-from tests.support.procs import ManagedProcess, free_port, port_ready
+from tests.support.redisproc import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    argv = [
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(tmp_path),
-    ]  # fmt: skip
-    proc = ManagedProcess(argv, log_path=tmp_path / "redis.log", ready=port_ready("127.0.0.1", port))
-    with proc:
-        yield f"redis://127.0.0.1:{port}/0"
+    with RedisServer(tmp_path / "redis") as server:
+        yield server.url
 
 
 @pytest.fixture

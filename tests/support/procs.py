@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_INTERVAL_S = 0.02
@@ -355,3 +356,34 @@ def run_command(
         timeout=timeout,
         check=False,
     )
+
+
+class ProcessGroup:
+    """The processes of one test, all stopped (newest first) at its end: the ``procs`` fixture."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self._procs: list[ManagedProcess] = []
+
+    def add(self, proc: ManagedProcess) -> ManagedProcess:
+        """Track ``proc`` (started or not) so that it is stopped at the end."""
+        self._procs.append(proc)
+        return proc
+
+    def start(self, proc: ManagedProcess) -> ManagedProcess:
+        return self.add(proc).start()
+
+    async def astart(self, proc: ManagedProcess) -> ManagedProcess:
+        return await self.add(proc).astart()
+
+    def ours(self, command: str, *args: str, **kwargs: Any) -> ManagedProcess:
+        """An unstarted, tracked ``our_command`` (``gateway``, ``connector``); then ``astart()``."""
+        kwargs.setdefault("work_dir", self.work_dir)
+        return self.add(our_command(command, *args, **kwargs))
+
+    def stop_all(self) -> dict[str, int]:
+        """Stop every process still running; returns their exit codes by name."""
+        codes: dict[str, int] = {}
+        for proc in reversed(self._procs):
+            codes[proc.name] = proc.stop()
+        return codes

@@ -124,6 +124,7 @@ async def test_rpm_burst_gets_429_with_headers(limiter: RateLimiter) -> None:
     assert err.message.startswith(
         "Rate limit reached for alice on requests per min (RPM): Limit 3, Used 3, Requested 1."
     )
+    assert err.kind == "requests"
     assert 59 < err.retry_after_s <= 60
     assert err.headers["retry-after"] == "60"
     assert err.headers["x-ratelimit-remaining-requests"] == "0"
@@ -145,6 +146,7 @@ async def test_tpm_charge_blocks_next_request(limiter: RateLimiter) -> None:
         "Rate limit reached for alice on tokens per min (TPM): Limit 1000, Used 950, Requested 100."
     )
     assert int(info.value.headers["retry-after"]) >= 1
+    assert info.value.kind == "tokens"
     # a small request still fits the 50 left
     await (await limiter.admit(alice, 40)).release()
 
@@ -203,6 +205,7 @@ async def test_rejected_concurrency_has_retry_after(limiter: RateLimiter) -> Non
     with pytest.raises(RateLimited) as info:
         await limiter.admit(alice, 1)
     assert info.value.headers["retry-after"] == "1"
+    assert info.value.kind == "concurrency"
     await held.release()
 
 

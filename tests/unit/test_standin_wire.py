@@ -7,6 +7,8 @@ import hashlib
 import json
 import struct
 
+from openai.types.responses import Response
+
 from tests.support.standin_llm import (
     BULK_BLOCK_SIZE,
     Controls,
@@ -18,6 +20,8 @@ from tests.support.standin_llm import (
     encode_base64_floats,
     error_body,
     prompt_tokens_for,
+    response_object,
+    response_usage,
     sse,
 )
 
@@ -82,3 +86,13 @@ def test_sse_and_error_shapes() -> None:
     err = error_body(429, "slow down")["error"]
     assert err["type"] == err["code"] == "rate_limit_exceeded"
     assert json.loads(json.dumps(error_body(500, "x")))["error"]["type"] == "server_error"
+
+
+def test_response_object_validates_as_the_sdk_model() -> None:
+    body = {"model": "m", "input": "hi", "instructions": "be brief"}
+    obj = response_object(body, "m", "resp_abc", "completed", "hello", response_usage(2, 3))
+    parsed = Response.model_validate(obj)
+    assert parsed.output_text == "hello"
+    assert parsed.usage is not None
+    assert parsed.usage.total_tokens == 5
+    assert Response.model_validate(response_object(body, "m", "resp_x", "in_progress", "", None))

@@ -1,0 +1,128 @@
+"""One sentence per workload on what limits it, written from the measured figures (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bench.stack import DIRECT, FLOOR, GATEWAY
+
+Results = Mapping[str, Any]
+SATURATED_PCT = 85.0
+
+
+def _get(results: Results, workload: str, path: str, metric: str) -> float | None:
+    value = results["figures"].get(workload, {}).get(path, {}).get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f} ms"
+
+
+def latency_sentence(results: Results) -> str:
+    added = _get(results, "a", GATEWAY, "added_p50_ms")
+    floor_added = _get(results, "a", FLOOR, "added_p50_ms")
+    if added is None:
+        return "The gateway rows were not measured in this run."
+    return (
+        f"The full path adds {_ms(added)} p50 over direct: two more processes (gateway, "
+        f"connector), TLS to the gateway, one HTTP/2 stream in the tunnel and an HTTP/1.1 request "
+        f"to the upstream, each woken in turn on one event loop; the floor shows that Hypercorn "
+        f"with TLS alone accounts for {_ms(floor_added)} of it."
+    )
+
+
+def load_sentence(results: Results) -> str:
+    gw_cpu = _get(results, "b64", GATEWAY, "front_cpu_pct")
+    conn_cpu = _get(results, "b64", GATEWAY, "connector_cpu_pct")
+    floor_cpu = _get(results, "b64", FLOOR, "front_cpu_pct")
+    if gw_cpu is None:
+        return (
+            f"The floor ran at {floor_cpu or 0:.0f}% CPU: one Hypercorn process uses one core, "
+            "so its request rate is the Python stack's per-request cost."
+        )
+    busiest = "the gateway" if gw_cpu >= (conn_cpu or 0) else "the connector"
+    top = max(gw_cpu, conn_cpu or 0)
+    if top >= SATURATED_PCT:
+        why = (
+            f"{busiest} is the limit: its single event loop ran at {top:.0f}% of one core "
+            "(see the py-spy profiles from `make bench PROFILE=1` for where)"
+        )
+    else:
+        why = (
+            f"no single process saturated a core (gateway {gw_cpu:.0f}%, connector "
+            f"{conn_cpu or 0:.0f}%): the machine's cores are shared by client, gateway, connector "
+            "and upstream, and each request waits on their wake-ups in turn"
+        )
+    return f"At concurrency 64, {why}."
+
+
+def stream_sentence(results: Results) -> str:
+    rate = _get(results, "c", GATEWAY, "chunks_per_s")
+    direct = _get(results, "c", DIRECT, "chunks_per_s")
+    if rate is None:
+        return "Not measured through the gateway in this run."
+    return (
+        f"{rate:,.0f} chunks/s against {direct or 0:,.0f} direct: every SSE chunk is one read in "
+        "the connector, one HTTP/2 DATA frame, one read and a usage/model scan in the gateway, "
+        "and one write to the client; the per-chunk Python work in the gateway bounds the rate."
+    )
+
+
+def paced_sentence(results: Results) -> str:
+    extra = _get(results, "d", GATEWAY, "extra_p99_ms")
+    if extra is None:
+        return "Not measured through the gateway in this run."
+    return (
+        f"Paced chunks pick up {_ms(extra)} p99: with 20 ms between chunks the processes are idle "
+        "when a chunk comes, so this is the wake-up and forwarding latency of two event loops, "
+        "not throughput; a buffering or Nagle stall would show as tens of ms."
+    )
+
+
+def memory_sentence(results: Results) -> str:
+    gw = _get(results, "e", GATEWAY, "front_rss_mb")
+    conn = _get(results, "e", GATEWAY, "connector_rss_mb")
+    if gw is None:
+        return "Not measured through the gateway in this run."
+    return (
+        f"With 100 open streams the gateway holds {gw:.0f} MiB and the connector "
+        f"{conn or 0:.0f} MiB: mostly the interpreter and imported libraries (Quart, Hypercorn, "
+        "h2, cryptography); each open stream adds its buffers and flow-control window."
+    )
+
+
+def bulk_sentence(results: Results) -> str:
+    up = _get(results, "f", GATEWAY, "up_mb_s")
+    down = _get(results, "f", GATEWAY, "down_mb_s")
+    if up is None and down is None:
+        return "Not measured through the tunnel in this run."
+    return (
+        f"{up or 0:.0f} MB/s up, {down or 0:.0f} MB/s down on the tunnel API: bounded by "
+        "HTTP/2 flow control (window size and how often WINDOW_UPDATE is sent), TLS record "
+        "encryption in Python's ssl, and the h2 library's per-frame work (16 KiB frames)."
+    )
+
+
+def soak_sentence(results: Results) -> str:
+    growth = _get(results, "g", GATEWAY, "front_rss_growth_pct")
+    failed = _get(results, "g", GATEWAY, "failed")
+    if growth is None:
+        return "Not measured through the gateway in this run."
+    return (
+        f"Gateway RSS grew {growth:.1f}% after warm-up with {failed or 0:.0f} failed requests; "
+        "growth here would point at per-request state (limits, ledger, metrics labels) not freed."
+    )
+
+
+def limit_sentences(results: Results) -> dict[str, str]:
+    return {
+        "(a) latency": latency_sentence(results),
+        "(b) load": load_sentence(results),
+        "(c) unpaced stream": stream_sentence(results),
+        "(d) paced stream": paced_sentence(results),
+        "(e) 100 open streams": memory_sentence(results),
+        "(f) bulk": bulk_sentence(results),
+        "(g) soak": soak_sentence(results),
+    }

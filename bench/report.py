@@ -1,0 +1,220 @@
+"""The benchmark's output: a table on stdout, the raw figures as JSON, and docs/performance.md.
+
+Rendering is pure (results dict in, text out); only :func:`write_outputs` touches files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.stack import DIRECT, FLOOR, PATHS
+from bench.stats import ratio
+
+Results = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: str
+    metric: str
+    label: str
+    digits: int = 2
+    show_ratio: bool = True
+
+
+ROWS: tuple[Row, ...] = (
+    Row("a", "p50_ms", "(a) latency p50 ms"),
+    Row("a", "p99_ms", "(a) latency p99 ms"),
+    Row("a", "added_p50_ms", "(a) added p50 ms", show_ratio=False),
+    Row("a", "added_p99_ms", "(a) added p99 ms", show_ratio=False),
+    Row("b16", "rps", "(b) c=16 req/s", 0),
+    Row("b16", "p99_ms", "(b) c=16 p99 ms", 1),
+    Row("b16", "errors", "(b) c=16 errors", 0, False),
+    Row("b64", "rps", "(b) c=64 req/s", 0),
+    Row("b64", "p99_ms", "(b) c=64 p99 ms", 1),
+    Row("b64", "errors", "(b) c=64 errors", 0, False),
+    Row("b64", "front_cpu_pct", "(b) c=64 server CPU %", 0),
+    Row("b64", "connector_cpu_pct", "(b) c=64 connector CPU %", 0, False),
+    Row("c", "chunks_per_s", "(c) chunks/s, 1 stream", 0),
+    Row("c", "ttft_ms", "(c) TTFT ms"),
+    Row("c", "ttft_added_ms", "(c) TTFT added ms", show_ratio=False),
+    Row("d", "delay_p50_ms", "(d) chunk delay p50 ms"),
+    Row("d", "delay_p99_ms", "(d) chunk delay p99 ms"),
+    Row("d", "extra_p50_ms", "(d) extra delay p50 ms", show_ratio=False),
+    Row("d", "extra_p99_ms", "(d) extra delay p99 ms", show_ratio=False),
+    Row("e", "front_rss_mb", "(e) server RSS MiB", 1),
+    Row("e", "front_cpu_pct", "(e) server CPU %", 0),
+    Row("e", "connector_rss_mb", "(e) connector RSS MiB", 1, False),
+    Row("e", "connector_cpu_pct", "(e) connector CPU %", 0, False),
+    Row("e", "errors", "(e) failed streams", 0, False),
+    Row("f", "up_mb_s", "(f) up MB/s", 1),
+    Row("f", "down_mb_s", "(f) down MB/s", 1),
+    Row("g", "requests", "(g) soak requests", 0, False),
+    Row("g", "failed", "(g) soak failed", 0, False),
+    Row("g", "front_rss_start_mb", "(g) server RSS start MiB", 1, False),
+    Row("g", "front_rss_mid_mb", "(g) server RSS middle MiB", 1, False),
+    Row("g", "front_rss_end_mb", "(g) server RSS end MiB", 1, False),
+    Row("g", "front_rss_growth_pct", "(g) server RSS growth %", 1, False),
+    Row("g", "connector_rss_start_mb", "(g) connector RSS start MiB", 1, False),
+    Row("g", "connector_rss_mid_mb", "(g) connector RSS middle MiB", 1, False),
+    Row("g", "connector_rss_end_mb", "(g) connector RSS end MiB", 1, False),
+    Row("g", "connector_rss_growth_pct", "(g) connector RSS growth %", 1, False),
+)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model or "unknown",
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+def _value(results: Results, workload: str, path: str, metric: str) -> float | None:
+    value = results["figures"].get(workload, {}).get(path, {}).get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def cell(results: Results, row: Row, path: str) -> str:
+    value = _value(results, row.workload, path, row.metric)
+    text = _fmt(value, row.digits)
+    if not row.show_ratio or path in (DIRECT, FLOOR) or value is None:
+        return text
+    parts = []
+    for reference in (DIRECT, FLOOR):
+        r = ratio(value, _value(results, row.workload, reference, row.metric))
+        if r is not None:
+            parts.append(f"{r:.2f}x{reference[0]}")
+    return f"{text} ({' '.join(parts)})" if parts else text
+
+
+def render_table(results: Results) -> str:
+    """The stdout table: one row per figure, one column per path; ratios to direct (d)/floor (f)."""
+    paths = list(PATHS)
+    widths = [28] + [12 if p in (DIRECT, FLOOR) else 26 for p in paths]
+    lines = [_line(["figure", *paths], widths), _line(["-" * w for w in widths], widths)]
+    for row in ROWS:
+        if row.workload not in results["figures"]:
+            continue
+        lines.append(_line([row.label, *(cell(results, row, p) for p in paths)], widths))
+    for path, reason in results.get("unavailable", {}).items():
+        lines.append(f"{path}: {reason}")
+    lines.append("")
+    lines.append("targets:")
+    for check in results.get("checks", []):
+        lines.append(
+            f"  {check['verdict']:<4} {check['path']:<18} {check['text']}: "
+            f"{_fmt(check['value'], 2)} {check['op']} {_fmt(check['bound'], 2)}"
+        )
+    return "\n".join(lines)
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return " ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _markdown_table(results: Results) -> str:
+    paths = list(PATHS)
+    out = ["| figure | " + " | ".join(paths) + " |", "|---" * (len(paths) + 1) + "|"]
+    for row in ROWS:
+        if row.workload in results["figures"]:
+            cells = [cell(results, row, p) for p in paths]
+            out.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _checks_table(results: Results) -> str:
+    out = ["| target | path | value | bound | verdict |", "|---|---|---|---|---|"]
+    for check in results.get("checks", []):
+        out.append(
+            f"| {check['text']} | {check['path']} | {_fmt(check['value'], 2)} | "
+            f"{check['op']} {_fmt(check['bound'], 2)} | **{check['verdict']}** |"
+        )
+    return "\n".join(out)
+
+
+def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
+    m = results["machine"]
+    notes = results.get("notes", {})
+    text = [
+        "# Performance",
+        "",
+        "_This page is rewritten by `make bench` from its last run "
+        "(`bench/results/latest.json`); edit `bench/report.py`, not this file._",
+        "",
+        f"- Date: {results['date']}",
+        f"- Machine: {m['cores']} cores, {m['cpu_model']}, {m['platform']}",
+        f"- Python: {m['implementation']} {m['python']}",
+        f"- Run: {'quick (BENCH_QUICK=1)' if results.get('quick') else 'full'}, "
+        f"{results.get('duration_s', 0):.0f} s; soak {results['plan']['soak_s']:.0f} s",
+        "",
+        "Everything runs on this one machine over loopback: the load client (aiohttp, one "
+        "process), the bench upstream (`bench/fast_upstream.py`), the floor, the gateway and the "
+        "connectors share its cores. The paths:",
+        "",
+        "- `direct`: the client straight to the bench upstream (plain HTTP, as in the office);",
+        "- `floor`: a bare Hypercorn app over the same TLS answering by itself (what the Python "
+        "stack costs);",
+        "- `gateway`: HTTPS gateway -> tunnel (HTTP/2 in mutual TLS) -> connector -> upstream;",
+        "- `gateway+squid`: the same, the connector dialling through a private squid (`CONNECT`);",
+        "- `gateway+websocket`: the same over the WebSocket carrier (TLS inside the WebSocket).",
+        "",
+        "Ratios: `1.20xd` is 1.20 times `direct`, `0.50xf` half of `floor`.",
+        "",
+        "## Figures",
+        "",
+        _markdown_table(results),
+        "",
+    ]
+    for path, reason in results.get("unavailable", {}).items():
+        text.append(f"- `{path}`: {reason}")
+    text += ["", "## Targets", "", _checks_table(results), "", "## What limits each figure", ""]
+    for key, sentence in limits.items():
+        text.append(f"- **{key}**: {sentence}")
+    if notes:
+        text += ["", "## Notes", ""]
+        text += [f"- {key}: {note}" for key, note in notes.items()]
+    profiles = results.get("profiles") or {}
+    if profiles:
+        text += ["", "## Profiles (workload b, concurrency 64)", ""]
+        text += [f"- {name}: `{where}`" for name, where in profiles.items()]
+    return "\n".join(text).rstrip() + "\n"
+
+
+def write_outputs(
+    results: Results, results_dir: Path, docs_path: Path | None, limits: Mapping[str, str]
+) -> Path:
+    """``results_dir/<stamp>.json`` and ``latest.json``; ``docs_path`` rewritten when given."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = str(results["date"]).replace(":", "").replace("-", "").split(".")[0]
+    payload = json.dumps(results, indent=2, sort_keys=True, default=str)
+    out = results_dir / f"{stamp}.json"
+    out.write_text(payload + "\n")
+    (results_dir / "latest.json").write_text(payload + "\n")
+    if docs_path is not None:
+        docs_path.parent.mkdir(parents=True, exist_ok=True)
+        docs_path.write_text(render_markdown(results, limits))
+    return out

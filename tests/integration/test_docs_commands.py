@@ -1,0 +1,235 @@
+"""Every command the docs show that can run on one machine is run here, as written.
+
+The marker is the fenced block's info string (GitHub ignores the words after the language):
+
+- ```` ```sh test ```` / ```` ```python test ````: runs with nothing else running, in a scratch
+  directory; the blocks of one page run in order in one bash script (`set -euo pipefail`), so a
+  later block sees the files and variables of the earlier ones. Install paths (/etc/llm-gateway,
+  /var/lib/llm-gateway, /etc/llm-connector) are moved under the scratch directory.
+- ```` ```toml file=/etc/llm-gateway/gateway.toml ````: that file's content, written at that point
+  of the script (same path moving). A `connector.toml` written so is also loaded with the
+  connector's config loader.
+- ```` ```sh live ```` / ```` ```python live ````: needs a running gateway: each runs on its own
+  against the demo's (`scripts/demo.py`), with `OPENAI_BASE_URL`, `OPENAI_API_KEY` set, the
+  gateway's `ca.crt` in the current directory, and 127.0.0.1:9100 (the admin listener) pointing at
+  the demo's.
+
+A page's `test` blocks may build on another page's: operations.md starts where quickstart.md ends.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import REPO_ROOT, base_env
+from tunnel.config import ConnectorConfig
+
+DOCS = REPO_ROOT / "docs"
+INSTALL_PREFIXES = ("/etc/llm-gateway", "/var/lib/llm-gateway", "/etc/llm-connector")
+MARKS = frozenset({"test", "live"})
+RUNNABLE = frozenset({"sh", "python"})
+FENCE = re.compile(r"^```(?P<info>[^`\n]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+# Pages whose `test` blocks run, each after the pages it builds on.
+CHAINS = {
+    "quickstart.md": ("quickstart.md",),
+    "operations.md": ("quickstart.md", "operations.md"),
+}
+DEMO_TIMEOUT_S = 90
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str
+    line: int
+    lang: str
+    marks: frozenset[str]
+    file: str | None
+    body: str
+
+    @property
+    def where(self) -> str:
+        return f"docs/{self.page}:{self.line}"
+
+
+def blocks_of(page: str) -> list[Block]:
+    text = (DOCS / page).read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        words = match["info"].split()
+        if not words:
+            continue
+        files = [w.removeprefix("file=") for w in words[1:] if w.startswith("file=")]
+        marks = frozenset(w for w in words[1:] if not w.startswith("file="))
+        line = text.count("\n", 0, match.start()) + 1
+        found.append(Block(page, line, words[0], marks, files[0] if files else None, match["body"]))
+    return found
+
+
+def moved(text: str, root: Path) -> str:
+    for prefix in INSTALL_PREFIXES:
+        text = text.replace(prefix, f"{root}{prefix}")
+    return text
+
+
+def heredoc(command: str, body: str) -> str:
+    assert "__DOC_END__" not in body
+    return f"{command} <<'__DOC_END__'\n{body}__DOC_END__\n"
+
+
+def script_for(pages: tuple[str, ...], root: Path) -> str:
+    parts = ["set -euo pipefail\n"]
+    for page in pages:
+        for block in blocks_of(page):
+            body = moved(block.body, root)
+            if block.file is not None:
+                path = moved(block.file, root)
+                parts.append(f"# {block.where}\nmkdir -p \"$(dirname '{path}')\"\n")
+                parts.append(heredoc(f"cat > '{path}'", body))
+            elif "test" in block.marks and block.lang == "sh":
+                parts.append(f"# {block.where}\n{body}")
+            elif "test" in block.marks and block.lang == "python":
+                parts.append(f"# {block.where}\n" + heredoc("python3 -", body))
+    return "".join(parts)
+
+
+def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = base_env(extra)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+# --------------------------------------------------------------------------- the markers
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_markers_are_known_and_runnable(page: str) -> None:
+    """A misspelt marker would silently skip a command; refuse it."""
+    for block in blocks_of(page):
+        unknown = block.marks - MARKS
+        assert not unknown, f"{block.where}: unknown marker {sorted(unknown)}"
+        if block.marks:
+            assert block.lang in RUNNABLE, f"{block.where}: cannot run {block.lang!r} blocks"
+
+
+@pytest.mark.parametrize("page", ["quickstart.md", "clients.md", "operations.md"])
+def test_the_guides_have_commands_that_run(page: str) -> None:
+    assert any(block.marks for block in blocks_of(page)), f"docs/{page} has no tested command"
+
+
+# --------------------------------------------------------------------------- `test` blocks
+
+
+@pytest.mark.parametrize("page", sorted(CHAINS))
+def test_page_commands_run_on_one_machine(page: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "var/lib/llm-gateway").mkdir(parents=True)  # systemd's StateDirectory= makes it
+    work = tmp_path / "work"
+    work.mkdir()
+    script = script_for(CHAINS[page], root)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=work,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"script:\n{script}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    )
+    for block in blocks_of(page):
+        if block.file is not None and block.file.endswith("connector.toml"):
+            ConnectorConfig.load(Path(moved(block.file, root)))
+
+
+# --------------------------------------------------------------------------- `live` blocks
+
+
+@dataclass(frozen=True)
+class LiveGateway:
+    base_url: str
+    key: str
+    ca: Path
+    admin: str  # host:port of the admin listener
+
+
+def _read_demo_until_running(demo: subprocess.Popen[str]) -> str:
+    assert demo.stdout is not None
+    lines = []
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        lines.append(line)
+        if not line or "press Ctrl-C" in line:
+            break
+    return "".join(lines)
+
+
+def _field(output: str, pattern: str) -> str:
+    match = re.search(pattern, output, re.MULTILINE)
+    assert match, f"{pattern!r} not in the demo's output:\n{output}"
+    return match[1]
+
+
+@pytest.fixture(scope="module")
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    work = tmp_path_factory.mktemp("docs-demo") / "demo"
+    ports = ["--public-port", "0", "--tunnel-port", "0", "--admin-port", "0"]
+    argv = [sys.executable, "-m", "scripts.demo", "--dir", str(work), "--no-squid", *ports]
+    with subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as demo:
+        try:
+            output = _read_demo_until_running(demo)
+            assert "press Ctrl-C" in output, output
+            yield LiveGateway(
+                base_url=_field(output, r"^Base URL : (\S+)$"),
+                key=_field(output, r"^API key  : (\S+)$"),
+                ca=Path(_field(output, r"^CA file  : (\S+)$")),
+                admin=_field(output, r"metrics http://(127\.0\.0\.1:\d+)/metrics"),
+            )
+        finally:
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+
+
+def live_blocks() -> list[Block]:
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    return [b for page in pages for b in blocks_of(page) if "live" in b.marks]
+
+
+@pytest.mark.parametrize("block", live_blocks(), ids=lambda b: b.where)
+def test_live_command_works_against_a_running_gateway(
+    block: Block, live_gateway: LiveGateway, tmp_path: Path
+) -> None:
+    if re.search(r"\bnode\b", block.body) and shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    shutil.copyfile(live_gateway.ca, tmp_path / "ca.crt")
+    body = block.body.replace("127.0.0.1:9100", live_gateway.admin)
+    argv = ["bash", "-euo", "pipefail", "-c", body]
+    if block.lang == "python":
+        argv = [sys.executable, "-c", body]
+    env = venv_env({"OPENAI_BASE_URL": live_gateway.base_url, "OPENAI_API_KEY": live_gateway.key})
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, f"{block.where}:\n{body}\nstdout:\n{done.stdout}\n{done.stderr}"

@@ -1,0 +1,240 @@
+"""OpenAI wire shapes and deterministic helpers of the stand-in LLM (pure: no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_MODELS = ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "text-embedding-test")
+DEFAULT_REPLY_WORDS = ("Hello", "from", "the", "stand-in", "LLM.")
+BULK_BLOCK_SIZE = 65536
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def _make_bulk_block() -> bytes:
+    parts = (hashlib.sha256(b"standin-%d" % i).digest() for i in range(BULK_BLOCK_SIZE // 32))
+    return b"".join(parts)
+
+
+BULK_BLOCK = _make_bulk_block()
+
+
+def bulk_chunks(n: int, chunk_size: int = BULK_BLOCK_SIZE) -> Iterator[bytes]:
+    """The deterministic bytes of ``GET /v1/bulk/download?bytes=n``, in chunks."""
+    view = memoryview(BULK_BLOCK)
+    remaining = n
+    while remaining > 0:
+        size = min(remaining, chunk_size, BULK_BLOCK_SIZE)
+        yield bytes(view[:size])
+        remaining -= size
+
+
+def bulk_bytes(n: int) -> bytes:
+    return b"".join(bulk_chunks(n))
+
+
+def bulk_sha256(n: int) -> str:
+    digest = hashlib.sha256()
+    for chunk in bulk_chunks(n):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def count_words(value: Any) -> int:
+    """Deterministic token count: whitespace-separated words in every text found in ``value``."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, int):
+        return 1  # a token id
+    if isinstance(value, list):
+        return sum(count_words(item) for item in value)
+    if isinstance(value, dict):
+        texts = [value[k] for k in ("content", "text", "input", "output") if k in value]
+        return sum(count_words(t) for t in texts)
+    return 0
+
+
+def prompt_tokens_for(path: str, body: Json) -> int:
+    if path.endswith("/chat/completions"):
+        n = count_words(body.get("messages", []))
+    elif path.endswith("/completions"):
+        n = count_words(body.get("prompt", ""))
+    elif path.endswith("/embeddings"):
+        n = count_words(body.get("input", ""))
+    else:
+        n = count_words(body.get("input", "")) + count_words(body.get("instructions") or "")
+    return max(n, 1)
+
+
+def embedding_vector(text: str, dims: int) -> list[float]:
+    """Deterministic floats in [-1, 1), exactly representable as float32."""
+    out: list[float] = []
+    counter = 0
+    while len(out) < dims:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        out.extend((b - 128) / 128 for b in digest)
+        counter += 1
+    return out[:dims]
+
+
+def encode_base64_floats(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def embedding_inputs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return [json.dumps(value)]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    return [json.dumps(value)]
+
+
+def sse(data: Json | str, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def error_body(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> Json:
+    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
+    if status == 429:
+        kind = code = "rate_limit_exceeded"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass(frozen=True)
+class Controls:
+    chunks: int = 5
+    pace_ms: float = 0.0
+    first_delay_ms: float = 0.0
+    status: int | None = None
+    fail_after: int | None = None
+    timestamps: bool = False
+    reply: str | None = None
+
+    _HEADERS = (
+        ("chunks", "x-standin-chunks", int),
+        ("pace_ms", "x-standin-pace-ms", float),
+        ("first_delay_ms", "x-standin-first-delay-ms", float),
+        ("status", "x-standin-status", int),
+        ("fail_after", "x-standin-fail-after", int),
+        ("timestamps", "x-standin-timestamps", lambda v: v.lower() in ("1", "true", "yes")),
+    )
+
+    def merged(self, headers: dict[str, str], body: Json) -> Controls:
+        values = asdict(self)
+        for name, header, convert in self._HEADERS:
+            if header in headers:
+                values[name] = convert(headers[header])
+        extra = body.get("standin")
+        if isinstance(extra, dict):
+            values.update({k: v for k, v in extra.items() if k in values})
+        return Controls(**values)
+
+    def piece(self, i: int) -> str:
+        """Content piece ``i`` of the answer (its trailing space included, but the last's)."""
+        if self.reply is not None:
+            words = self.reply.split(" ")
+            return words[i] + (" " if i < len(words) - 1 else "")
+        if self.timestamps:
+            return f"w{i}@t={time.monotonic_ns()} "
+        return DEFAULT_REPLY_WORDS[i % len(DEFAULT_REPLY_WORDS)] + " "
+
+    def count(self) -> int:
+        return len(self.reply.split(" ")) if self.reply is not None else self.chunks
+
+
+def chat_usage(prompt: int, completion: int) -> Json:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def response_object(
+    body: Json, model: str, ident: str, status: str, text: str, usage: Json | None
+) -> Json:
+    output = []
+    if status == "completed":
+        output.append(
+            {
+                "id": "msg_" + ident[5:],
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                ],
+            }
+        )
+    return {
+        "id": ident,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools", []),
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
+        "usage": usage,
+        "metadata": {},
+    }
+
+
+def response_usage(prompt: int, completion: int) -> Json:
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+@dataclass
+class RecordedRequest:
+    id: int
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any = None  # parsed JSON, or None
+    body_size: int = 0
+    body_sha256: str | None = None
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    started_wall: float = field(default_factory=time.time)
+    ended_ns: int | None = None
+    status: int | None = None
+    completed: bool = False
+    disconnected: bool = False
+    chunks_sent: int = 0
+    usage: Json | None = None
+    model: str | None = None
+
+    def as_dict(self) -> Json:
+        return asdict(self)

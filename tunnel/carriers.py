@@ -1,0 +1,172 @@
+"""More carriers for the connector: ``websocket``, and ``auto`` (the ladder).
+
+``auto`` tries ``tls``, then ``websocket`` over HTTPS, then over plain HTTP; it logs each
+attempt's result in plain words, sticks to what worked, and tries the better carriers again at
+most once every :data:`RETRY_BETTER_S` (at the next dial). Importing this module registers both
+dialers in :data:`tunnel.connector.DIALERS` (``tunnel.connector.dialer_for`` imports it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tunnel.config import ConnectorConfig
+from tunnel.connector import register_dialer
+from tunnel.errors import (
+    DialError,
+    HandshakeError,
+    InterceptedError,
+    ProxyRefusedError,
+    TunnelError,
+)
+from tunnel.memtls import MemoryTLSStream
+from tunnel.stream import SecureStream
+from tunnel.tcpstream import dial_tls
+from tunnel.tlsconfig import connector_context, issued_by, probe_context, subject_and_issuer
+from tunnel.ws_client import open_websocket, parse_websocket_url, plain_http_url
+
+log = logging.getLogger("tunnel.carriers")
+
+#: How often ``auto`` gives a better carrier another chance once a worse one works.
+RETRY_BETTER_S = 300.0
+
+TLS = "tls"
+WS_HTTPS = "websocket via HTTPS"
+WS_HTTP = "websocket via plain HTTP"
+
+
+@dataclass(frozen=True, slots=True)
+class Rung:
+    """One carrier of the ladder: its name in logs and, for websocket, the URL to upgrade."""
+
+    name: str
+    url: str = ""
+
+
+def ladder(cfg: ConnectorConfig) -> list[Rung]:
+    """``tls``, then websocket over HTTPS, then over plain HTTP, as the config allows."""
+    rungs = [Rung(TLS)]
+    http_url: str = getattr(cfg, "websocket_http_url", "") or ""
+    if cfg.websocket_url:
+        if parse_websocket_url(cfg.websocket_url).secure:
+            rungs.append(Rung(WS_HTTPS, cfg.websocket_url))
+            http_url = http_url or plain_http_url(cfg.websocket_url)
+        else:
+            http_url = http_url or cfg.websocket_url
+    if http_url:
+        rungs.append(Rung(WS_HTTP, http_url))
+    return rungs
+
+
+def attempt_order(count: int, preferred: int, retry_due: bool) -> list[int]:
+    """Which rungs to try, in order: from the best when a retry is due, else from the one that
+    worked last (the better ones then come last, as a last resort)."""
+    start = 0 if retry_due else min(max(preferred, 0), count - 1)
+    return list(range(start, count)) + list(range(start))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Plain words for one failed attempt (the log line after ``<carrier>:``)."""
+    if isinstance(exc, InterceptedError):
+        return f"refused — the proxy intercepts TLS (certificate issued by {exc.issuer!r})"
+    if isinstance(exc, ProxyRefusedError):
+        return f"refused — the proxy answered {exc.status_line!r}"
+    return f"failed — {exc}"
+
+
+async def _probe_inner(cfg: ConnectorConfig, url: str) -> bytes | None:
+    """A second, non-verifying inner handshake, only to see who answered inside the WebSocket."""
+    with contextlib.suppress(Exception):
+        carrier = await open_websocket(url, cfg.proxy, cfg.proxy_ca, cfg.connect_timeout_s)
+        async with asyncio.timeout(cfg.connect_timeout_s):
+            probe = await MemoryTLSStream.client(carrier, probe_context(), cfg.server_name, "probe")
+        await probe.aclose()
+        return probe.peer.cert_der
+    return None
+
+
+async def dial_websocket(cfg: ConnectorConfig, url: str = "") -> SecureStream:
+    """The ``websocket`` carrier: upgrade ``url`` (default ``websocket_url``), then mutual TLS
+    inside with the same certificates and CA as ``tls``."""
+    url = url or cfg.websocket_url
+    if not url:
+        raise DialError("transport websocket needs gateway.websocket_url in the config")
+    ctx = connector_context(cfg.ca, cfg.cert, cfg.key)
+    carrier = await open_websocket(url, cfg.proxy, cfg.proxy_ca, cfg.connect_timeout_s)
+    try:
+        async with asyncio.timeout(cfg.connect_timeout_s):
+            stream = await MemoryTLSStream.client(
+                carrier, ctx, cfg.server_name, carrier.description
+            )
+    except TimeoutError:
+        raise HandshakeError(f"{carrier.description}: the inner TLS handshake timed out") from None
+    except HandshakeError as exc:
+        der = await _probe_inner(cfg, url)
+        if der is not None and not issued_by(der, cfg.ca):
+            raise InterceptedError(*subject_and_issuer(der)) from None
+        raise HandshakeError(f"{carrier.description}: inner TLS: {exc}") from None
+    version = stream.tls_version or "TLS"
+    stream.set_description(f"{carrier.description} (websocket, inner {version})")
+    return stream
+
+
+async def dial_rung(cfg: ConnectorConfig, rung: Rung) -> SecureStream:
+    if rung.name == TLS:
+        return await dial_tls(cfg)
+    return await dial_websocket(cfg, rung.url)
+
+
+class AutoDialer:
+    """``transport = "auto"``: the ladder, remembering what worked."""
+
+    def __init__(
+        self, retry_better_s: float = RETRY_BETTER_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._retry_better_s = retry_better_s
+        self._clock = clock
+        self._preferred: dict[tuple[str, str], int] = {}
+        self._last_better_try: dict[tuple[str, str], float] = {}
+        self.last_used: str = ""
+
+    def _retry_due(self, key: tuple[str, str]) -> bool:
+        if self._preferred.get(key, 0) == 0:
+            return True
+        now = self._clock()
+        if now - self._last_better_try.get(key, now) >= self._retry_better_s:
+            self._last_better_try[key] = now
+            return True
+        self._last_better_try.setdefault(key, now)
+        return False
+
+    async def __call__(self, cfg: ConnectorConfig) -> SecureStream:
+        try:
+            rungs = ladder(cfg)
+        except ValueError as exc:
+            raise DialError(str(exc)) from None
+        key = (cfg.address, cfg.websocket_url)
+        order = attempt_order(len(rungs), self._preferred.get(key, 0), self._retry_due(key))
+        failures = []
+        for index in order:
+            rung = rungs[index]
+            try:
+                stream = await dial_rung(cfg, rung)
+            except TunnelError as exc:
+                log.warning("%s: %s", rung.name, describe_failure(exc))
+                failures.append(f"{rung.name}: {describe_failure(exc)}")
+                continue
+            if self._preferred.get(key) != index:
+                log.info("%s: works; the tunnel uses %s", rung.name, rung.name)
+            self._preferred[key] = index
+            self.last_used = rung.name
+            return stream
+        raise DialError("no carrier got through (" + "; ".join(failures) + ")")
+
+
+AUTO = AutoDialer()
+register_dialer("websocket", dial_websocket)
+register_dialer("auto", AUTO)
