@@ -34,6 +34,18 @@ def top_frames(svg: str, count: int = 25) -> list[tuple[str, int, float]]:
     return [(label, n, 100 * n / total) for label, n in frames.most_common(count)]
 
 
+def own_frames(svg: str, count: int = 8) -> list[tuple[str, float]]:
+    """The hottest frames in this project's code (gateway/, tunnel/) or in a thread/SQLite call."""
+    mine = ("(gateway/", "(tunnel/", "sqlite", "to_thread")
+    entry = ("/cli.py", "gateway/server.py")  # the process's entry frames hold everything
+    frames = [
+        (label, pct)
+        for label, _, pct in top_frames(svg, 400)
+        if any(m in label for m in mine) and not any(e in label for e in entry)
+    ]
+    return frames[:count]
+
+
 def summary_text(svg: str, count: int = 25) -> str:
     lines = [f"{pct:5.1f}% {n:7d}  {label}" for label, n, pct in top_frames(svg, count)]
     return "inclusive samples per frame (summed over the graph)\n" + "\n".join(lines) + "\n"
@@ -46,6 +58,7 @@ class Profiler:
     out_dir: Path = PROFILE_DIR
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    hot: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def start(self, name: str, pid: int, seconds: float) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,13 +87,15 @@ class Profiler:
                 continue
             svg = self.out_dir / f"{name}.svg"
             if proc.returncode == 0 and svg.exists():
+                text = svg.read_text(errors="replace")
                 top = self.out_dir / f"{name}.top.txt"
-                top.write_text(summary_text(svg.read_text(errors="replace")))
-                self.notes[name] = f"{svg} (summary: {top})"
+                top.write_text(summary_text(text))
+                self.hot[name] = own_frames(text)
+                self.notes[name] = f"{_shown(svg)} (top frames: {_shown(top)})"
             else:
-                text = output.decode(errors="replace").strip().splitlines()
+                said = output.decode(errors="replace").strip().splitlines()
                 self.notes[name] = "py-spy failed: " + (
-                    text[-1] if text else f"rc {proc.returncode}"
+                    said[-1] if said else f"rc {proc.returncode}"
                 )
         self.running.clear()
         return self.notes
@@ -89,3 +104,11 @@ class Profiler:
         for proc in self.running.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    try:
+        return str(path.relative_to(PROFILE_DIR.parents[1]))
+    except ValueError:
+        return str(path)

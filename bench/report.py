@@ -87,6 +87,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _load(m: Mapping[str, Any]) -> str:
+    load = m.get("load_before")
+    return ", ".join(f"{x:.2f}" for x in load) if load else "unknown"
+
+
 def _value(results: Results, workload: str, path: str, metric: str) -> float | None:
     value = results["figures"].get(workload, {}).get(path, {}).get(metric)
     return float(value) if isinstance(value, int | float) else None
@@ -168,6 +173,7 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
         f"- Date: {results['date']}",
         f"- Machine: {m['cores']} cores, {m['cpu_model']}, {m['platform']}",
         f"- Python: {m['implementation']} {m['python']}",
+        f"- Load average before the run (1, 5, 15 min): {_load(m)}",
         f"- Run: {'quick (BENCH_QUICK=1)' if results.get('quick') else 'full'}, "
         f"{results.get('duration_s', 0):.0f} s; soak {results['plan']['soak_s']:.0f} s",
         "",
@@ -201,6 +207,9 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
     if profiles:
         text += ["", "## Profiles (workload b, concurrency 64)", ""]
         text += [f"- {name}: `{where}`" for name, where in profiles.items()]
+        for name, frames in (results.get("profile_hot_frames") or {}).items():
+            text += ["", f"Hottest frames of our code in the {name} (inclusive % of samples):", ""]
+            text += [f"- {pct:.1f}% `{label}`" for label, pct in frames]
     return "\n".join(text).rstrip() + "\n"
 
 

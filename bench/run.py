@@ -105,6 +105,14 @@ async def _bulk(stack: Stack, plan: Plan) -> dict[str, Any]:
 
 
 NOTES = {
+    "a": "one kept-alive connection, requests one after another; 'added' = path - direct.",
+    "b": "closed loop: N workers each send the next request when the last one ends, 1 s warm-up "
+    "not counted; CPU is the mean over the run for the server process (all its threads) and "
+    "the connector, 100% = one core.",
+    "c": "chunks/s = 200 chunks / (request sent -> last chunk received), median of the streams; "
+    "TTFT = request sent -> first content chunk.",
+    "d": "each chunk carries the upstream's CLOCK_MONOTONIC send time; delay = receive - send; "
+    "'extra' = path - direct (direct's own delay is the client's read cost).",
     "f": "measured on the tunnel API (an in-process `tunnel.listener.Listener` and a real "
     "`connector` process, through squid for `gateway+squid`), because the gateway forwards "
     "only the OpenAI JSON routes; direct and floor are HTTP POST/GET of the same bytes. "
@@ -117,6 +125,7 @@ NOTES = {
 
 async def run_all(plan: Plan, quick: bool, profile: bool) -> dict[str, Any]:
     started = time.monotonic()
+    load_before = os.getloadavg()  # anything else running skews the figures: say so
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     stack = Stack(work)
     profiler = Profiler() if profile else None
@@ -128,6 +137,7 @@ async def run_all(plan: Plan, quick: bool, profile: bool) -> dict[str, Any]:
             _say(f"{path}: {reason}")
         figures = await _measure(stack, plan, profiler)
         profiles = await profiler.finish() if profiler is not None else {}
+        hot = profiler.hot if profiler is not None else {}
         keep_work = False
     finally:
         if profiler is not None:
@@ -140,7 +150,7 @@ async def run_all(plan: Plan, quick: bool, profile: bool) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": report.machine(),
+        "machine": {**report.machine(), "load_before": [round(x, 2) for x in load_before]},
         "quick": quick,
         "plan": asdict(plan),
         "paths": list(PATHS),
@@ -148,6 +158,7 @@ async def run_all(plan: Plan, quick: bool, profile: bool) -> dict[str, Any]:
         "figures": figures,
         "notes": NOTES,
         "profiles": profiles,
+        "profile_hot_frames": hot,
         "duration_s": time.monotonic() - started,
     }
     results["checks"] = [c.as_dict() for c in targets.check_all(figures)]

@@ -128,12 +128,14 @@ class OpenAIRoutes:
     async def handle(self, route: str) -> Response:
         try:
             identity = await self._identity()
+        except AuthError as exc:
+            await drain_body(self.max_body_bytes)
+            return auth_error(exc)
+        try:
             raw = await read_body_limited(self.max_body_bytes)
             body = parse_body(raw, route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))
-        except AuthError as exc:
-            return auth_error(exc)
         except RateLimited as exc:
             return rate_limit_error(exc)
         except GatewayError as exc:

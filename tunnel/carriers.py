@@ -111,7 +111,7 @@ async def dial_websocket(cfg: ConnectorConfig, url: str = "") -> SecureStream:
             raise InterceptedError(*subject_and_issuer(der)) from None
         raise HandshakeError(f"{carrier.description}: inner TLS: {exc}") from None
     version = stream.tls_version or "TLS"
-    stream.set_description(f"{carrier.description} (websocket, inner {version})")
+    stream.set_description(f"{carrier.description}, inner {version}")
     return stream
 
 

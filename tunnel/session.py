@@ -287,6 +287,7 @@ class Session:
         self.stream = stream
         self.settings = settings
         self.conn = _new_connection(client_side, settings)
+        self.peer_name = "the connector" if client_side else "the gateway"
         self.closed_reason: str | None = None
         self.draining = False
         self.peer_goaway_data = b""
@@ -436,7 +437,7 @@ class Session:
         while self.alive:
             data = await self.stream.read(READ_SIZE)
             if not data:
-                self.finish("the peer closed the connection")
+                self.finish(f"{self.peer_name} closed the connection")
                 return
             self._last_rx = time.monotonic()
             try:
@@ -568,9 +569,9 @@ class Session:
         if code not in (ErrorCodes.NO_ERROR, 0):
             text = self.peer_goaway_data.decode("utf-8", "replace")
             name = code.name if isinstance(code, ErrorCodes) else str(code)
-            self.finish(f"the peer closed the tunnel ({name}{': ' + text if text else ''})")
+            self.finish(f"{self.peer_name} closed the tunnel ({name}{': ' + text if text else ''})")
         elif not self._streams:
             self.finish(
-                "the peer sent GOAWAY"
+                f"{self.peer_name} sent GOAWAY"
                 + (f" ({self.peer_goaway_data.decode()})" if self.peer_goaway_data else "")
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import ssl
 import time
@@ -218,7 +219,7 @@ async def test_streamed_chat_is_paced_like_the_upstream(rig: GatewayRig) -> None
         chunks.append(chunk)
         if chunk.choices and chunk.choices[0].delta.content:
             times.append(time.monotonic())
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 5, times
     assert all(0.1 < gap < 0.25 for gap in gaps), gaps
     assert all(c.model == "qwen3-coder" for c in chunks)
@@ -255,7 +256,9 @@ async def test_streamed_completions_embeddings_and_responses(rig: GatewayRig) ->
     resp = await client.responses.create(model="qwen3-coder", input="hi")
     assert resp.model == "qwen3-coder"
     assert resp.output_text.strip() == "Hello from the stand-in LLM."
-    events = [e async for e in await client.responses.create(model="qwen3-coder", input="hi", stream=True)]
+    events = [
+        e async for e in await client.responses.create(model="qwen3-coder", input="hi", stream=True)
+    ]
     done = [e for e in events if e.type == "response.completed"]
     assert done
     assert done[0].response.model == "qwen3-coder"
@@ -270,7 +273,9 @@ async def test_streamed_completions_embeddings_and_responses(rig: GatewayRig) ->
 
 async def test_unknown_fields_pass_through_both_ways(rig: GatewayRig) -> None:
     extra = {
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        ],
         "tool_choice": "auto",
         "response_format": {"type": "json_object"},
         "logprobs": True,
@@ -302,12 +307,17 @@ async def test_errors_in_openai_shape(rig: GatewayRig) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
         await client.chat.completions.create(model="gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
     assert nf.value.code == "model_not_found"
-    assert nf.value.body["message"] == "The model `gpt-9` does not exist or you do not have access to it."  # type: ignore[index]
+    assert (
+        nf.value.body["message"]
+        == "The model `gpt-9` does not exist or you do not have access to it."
+    )  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as bad:
         await client.chat.completions.create(model="qwen3-coder", messages=None)  # type: ignore[arg-type]
     assert bad.value.param == "messages"
     with pytest.raises(openai.AuthenticationError) as auth:
-        await rig.client("sk-gw-wrong").chat.completions.create(model="qwen3-coder", messages=MESSAGES)  # type: ignore[arg-type]
+        await rig.client("sk-gw-wrong").chat.completions.create(
+            model="qwen3-coder", messages=MESSAGES
+        )  # type: ignore[arg-type]
     assert auth.value.code == "invalid_api_key"
     limited = create_key(rig.toml, "carol", "--models", "embed")
     with pytest.raises(openai.NotFoundError):
@@ -326,7 +336,9 @@ async def test_errors_in_openai_shape(rig: GatewayRig) -> None:
         }  # fmt: skip
         resp = await http.get(f"{rig.base_url}/chat/completions", headers=rig.headers())
         assert resp.status_code == 405
-        assert resp.json()["error"]["message"] == "Invalid method for URL (GET /v1/chat/completions)"
+        assert (
+            resp.json()["error"]["message"] == "Invalid method for URL (GET /v1/chat/completions)"
+        )
         resp = await http.post(
             f"{rig.base_url}/chat/completions", content=b"{nope", headers=rig.headers()
         )
@@ -349,14 +361,17 @@ async def test_503_without_a_connector(tmp_path: Path) -> None:
             public = await http.get(f"https://localhost:{rig.ports['public']}/readyz")
             assert public.status_code == 503
             assert public.json() == {"ready": False, "tunnels": []}
-            assert (await http.get(f"https://localhost:{rig.ports['public']}/healthz")).status_code == 200
+            assert (
+                await http.get(f"https://localhost:{rig.ports['public']}/healthz")
+            ).status_code == 200
         async with httpx.AsyncClient() as plain:
             metrics = await plain.get(f"http://127.0.0.1:{rig.ports['admin']}/metrics")
-        assert 'gateway_requests_total{model="qwen3-coder",route="/v1/chat/completions",status="503"} 1.0' in metrics.text
+        labels = 'model="qwen3-coder",route="/v1/chat/completions",status="503"'
+        assert f"gateway_requests_total{{{labels}}} 1.0" in metrics.text
         assert "gateway_tunnels_up 0.0" in metrics.text
 
 
-# --------------------------------------------------------------------------- streams: cancel, keep-alive
+# ----------------------------------------------------------------- streams: cancel, keep-alive
 
 
 async def test_client_disconnect_cancels_the_upstream_within_a_second(rig: GatewayRig) -> None:
@@ -389,12 +404,14 @@ async def test_keepalive_comments_while_the_model_thinks(rig: GatewayRig) -> Non
         "standin": {"first_delay_ms": 1000, "chunks": 2},
     }  # fmt: skip
     lines: list[str] = []
-    async with rig.http() as http:
-        async with http.stream(
+    async with (
+        rig.http() as http,
+        http.stream(
             "POST", f"{rig.base_url}/chat/completions", json=body, headers=rig.headers()
-        ) as resp:
-            assert resp.status_code == 200
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            lines = [line async for line in resp.aiter_lines()]
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in resp.aiter_lines()]
     assert lines.count(": keep-alive") >= 2
     assert lines[-2:] == ["data: [DONE]", ""]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import trustme
@@ -188,9 +189,12 @@ async def test_missing_and_wrong_keys_are_401(stack: Stack) -> None:
         assert info.value.status_code == 401
         assert info.value.code == "invalid_api_key"
         assert bad not in str(info.value.body)
-    async with gw.client("") as client:  # no Authorization value at all
-        with pytest.raises(openai.AuthenticationError, match="didn't provide an API key"):
-            await client.models.list()
+    verify = ssl.create_default_context(cafile=str(gw.ca))
+    async with httpx.AsyncClient(verify=verify) as raw:  # no Authorization header at all
+        resp = await raw.get(f"{gw.base_url}/models")
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "invalid_api_key"
+    assert "didn't provide an API key" in resp.json()["error"]["message"]
     assert key not in gw.process.log_text()
 
 
@@ -302,7 +306,7 @@ leeway_s = 0
     good = token(idp.key)
     async with gw.client(good) as client:
         assert await chat(client)
-        assert [m.id async for m in client.models.list()] == [ALIAS]
+        assert ALIAS in [m.id async for m in client.models.list()]
     now = int(time.time())
     bad = {
         "expired": token(idp.key, exp=now - 10),
@@ -313,7 +317,7 @@ leeway_s = 0
         "HS256 with the RSA public key": hs256_with_public_key(idp.key),
         "tampered payload": forge(
             good, claims={"iss": ISS, "aud": AUD, "sub": "root", "exp": now + 60}
-        ),  # fmt: skip
+        ),
     }
     for case, value in bad.items():
         async with gw.client(value) as client:

@@ -28,7 +28,7 @@ async def test_chat_over_websocket_plain_http(tmp_path: Path) -> None:
         info = rig.listener.pool.status().tunnels[0]
         assert (info.connector, info.carrier) == ("office-1", "websocket")
         await proc.wait_for_log(r"websocket http://127\.0\.0\.1:\d+/\.well-known/llm-tunnel")
-        assert "inner TLSv1.3" in proc.log_text()
+        assert ", inner TLSv1.3" in proc.log_text()
 
 
 async def test_chat_and_stream_over_websocket_https(tmp_path: Path) -> None:

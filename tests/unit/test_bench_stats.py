@@ -10,6 +10,7 @@ from bench import stats, targets
 from bench.fast_upstream import content_event, stream_controls, stream_start, stream_tail
 from bench.http1 import Body, End, Head, ParseError, RequestParser
 from bench.limits import limit_sentences
+from bench.profiling import own_frames, top_frames
 from bench.report import render_markdown, render_table
 from bench.run import plan_from_env
 from bench.workloads import QUICK, Plan, add_relative
@@ -266,3 +267,19 @@ def test_markdown_names_machine_date_ratios_and_limits() -> None:
     assert "**(a) latency**: The full path adds 1.50 ms p50" in text
     assert "**(b) load**" in text
     assert "bench/profiles/gateway.svg" in text
+
+
+def test_profile_summary_from_a_py_spy_svg() -> None:
+    svg = (
+        "<title>all (200 samples, 100%)</title>"
+        "<title>main (gateway/cli.py:77) (200 samples, 100.00%)</title>"
+        "<title>UsageLedger.record_sync (gateway/ledger.py:91) (120 samples, 60.00%)</title>"
+        "<title>Queue.get (asyncio/queues.py:155) (1,000 samples, 0.20%)</title>"
+        "<title>Session._guard (tunnel/session.py:416) (20 samples, 10.00%)</title>"
+    )
+    top = top_frames(svg, 2)
+    assert top[0] == ("Queue.get (asyncio/queues.py:155)", 1000, 500.0)
+    assert own_frames(svg) == [
+        ("UsageLedger.record_sync (gateway/ledger.py:91)", 60.0),
+        ("Session._guard (tunnel/session.py:416)", 10.0),
+    ]

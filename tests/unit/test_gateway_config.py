@@ -75,7 +75,10 @@ def test_full_config() -> None:
                 ]
             },
             limits={"storage": "redis://127.0.0.1:6379/0", "rpm": 0},
-            models={"qwen3-coder": {"upstream": "office-llm", "model": "Qwen/Q"}, "m": {"upstream": "u"}},
+            models={
+                "qwen3-coder": {"upstream": "office-llm", "model": "Qwen/Q"},
+                "m": {"upstream": "u"},
+            },
             log={"access_log": "/var/log/gw.jsonl", "level": "DEBUG", "log_prompts": True},
             tunnel={"websocket_http_listen": "0.0.0.0:8080", "websocket_path": "/ws"},
         )

@@ -1,0 +1,283 @@
+"""The Quart app in memory (Quart's test client, no sockets) with small fakes for its parts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.accesslog import AccessLog
+from gateway.app import client_address, create_admin_app, create_app
+from gateway.auth import AuthError
+from gateway.config import config_from_table
+from gateway.identity import Identity
+from gateway.metrics import GatewayMetrics
+from tunnel.api import PoolStatus
+from tunnel.errors import NoTunnelError, StreamResetError
+
+UP = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
+ALICE = Identity("alice", "key", None, 0, 0, 0)
+
+
+class FakeResponse:
+    def __init__(self, status: int, ctype: str, parts: list[bytes | float | Exception]) -> None:
+        self.status = status
+        self.headers = [("content-type", ctype)]
+        self.parts = parts
+        self.closed = False
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            if isinstance(part, float):
+                await asyncio.sleep(part)
+            elif isinstance(part, Exception):
+                raise part
+            else:
+                yield part
+
+    def body(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.response: FakeResponse | Exception = NoTunnelError("office-llm")
+        self.sent: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+
+    async def request(
+        self, upstream: str, method: str, path: str, headers: list[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes],
+    ) -> FakeResponse:  # fmt: skip
+        assert isinstance(body, bytes)
+        self.sent.append((upstream, path, headers, body))
+        if isinstance(self.response, Exception):
+            raise self.response
+        return self.response
+
+    def status(self) -> PoolStatus:
+        return PoolStatus()
+
+
+class FakeAuth:
+    async def authenticate(self, authorization: str | None) -> Identity:
+        if authorization != "Bearer good":
+            raise AuthError("Incorrect API key provided.")
+        return ALICE
+
+
+class FakeAdmission:
+    def __init__(self) -> None:
+        self.headers = {"x-ratelimit-limit-requests": "60"}
+        self.charged: list[tuple[int, int]] = []
+        self.released = False
+
+    async def charge(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.charged.append((prompt_tokens, completion_tokens))
+
+    async def release(self) -> None:
+        self.released = True
+
+
+class FakeLimiter:
+    def __init__(self) -> None:
+        self.admissions: list[FakeAdmission] = []
+
+    async def admit(self, identity: Identity, requested_tokens: int) -> FakeAdmission:
+        self.admissions.append(FakeAdmission())
+        return self.admissions[-1]
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, int, int]] = []
+
+    async def record(self, identity: str, model: str, prompt: int, completion: int) -> None:
+        self.rows.append((identity, model, prompt, completion))
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        table = {
+            "server": {"cert": "c", "key": "k", "sse_keepalive_s": 0.05, "max_body_bytes": 2048,
+                       "trusted_proxies": ["10.0.0.0/8"]},
+            "tunnel": {"cert": "c", "key": "k", "ca": "a", "allowed_connectors": ["o"]},
+            "models": {"qwen3-coder": {"upstream": "office-llm", "model": UP}},
+        }  # fmt: skip
+        self.cfg = config_from_table(table, tmp / "gateway.toml")
+        self.pool = FakePool()
+        self.limiter = FakeLimiter()
+        self.ledger = FakeLedger()
+        self.log_path = tmp / "access.log"
+        self.metrics = GatewayMetrics()
+        self.access_log = AccessLog(self.log_path)
+        self.app = create_app(
+            self.cfg, self.pool, FakeAuth(), self.limiter, self.ledger, self.metrics,
+            access_log=self.access_log,
+        )  # fmt: skip
+
+    async def post(self, path: str, body: Any, **headers: str) -> Any:
+        client = self.app.test_client()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return await client.post(
+            path, data=data, headers={"authorization": "Bearer good", **headers}
+        )
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    rig = Rig(tmp_path)
+    yield rig
+    rig.access_log.close()
+
+
+def chunk(content: str, usage: object = None, choices: bool = True) -> bytes:
+    obj = {
+        "model": UP,
+        "choices": [{"delta": {"content": content}}] if choices else [],
+        "usage": usage,
+    }
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+CHAT = {"model": "qwen3-coder", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def test_unknown_route_and_method_in_openai_shape(rig: Rig) -> None:
+    resp = await rig.post("/v1/foo", {})
+    assert resp.status_code == 404
+    assert await resp.get_json() == {
+        "error": {"message": "Invalid URL (POST /v1/foo)", "type": "invalid_request_error",
+                  "param": None, "code": None}
+    }  # fmt: skip
+    assert resp.headers["x-request-id"].startswith("req_")
+    resp = await rig.app.test_client().get("/v1/chat/completions")
+    assert resp.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "code"),
+    [
+        (b"{nope", 400, None, None),
+        ({"model": "qwen3-coder"}, 400, "messages", "missing_required_parameter"),
+        ({"messages": []}, 400, "model", "missing_required_parameter"),
+        ({"model": 3, "messages": []}, 400, "model", "invalid_type"),
+        ({"model": "gpt-9", "messages": []}, 404, "model", "model_not_found"),
+        ({**CHAT, "pad": "x" * 4096}, 413, None, "request_too_large"),
+    ],
+)
+async def test_request_errors(
+    rig: Rig, body: Any, status: int, param: str | None, code: str | None
+) -> None:
+    resp = await rig.post("/v1/chat/completions", body)
+    assert resp.status_code == status
+    error = (await resp.get_json())["error"]
+    assert (error["param"], error["code"]) == (param, code)
+    assert all(path == "/v1/models" for _, path, _, _ in rig.pool.sent)  # never forwarded
+
+
+async def test_bad_key_is_401(rig: Rig) -> None:
+    resp = await rig.post("/v1/chat/completions", CHAT, authorization="Bearer bad")
+    assert resp.status_code == 401
+    assert (await resp.get_json())["error"]["code"] == "invalid_api_key"
+
+
+async def test_no_tunnel_is_503_and_slot_released(rig: Rig) -> None:
+    resp = await rig.post("/v1/chat/completions", CHAT)
+    assert resp.status_code == 503
+    assert (await resp.get_json())["error"]["code"] == "tunnel_unavailable"
+    assert resp.headers["x-ratelimit-limit-requests"] == "60"
+    assert rig.limiter.admissions[0].released
+
+
+async def test_json_answer_rewritten_and_charged(rig: Rig) -> None:
+    answer = {"model": UP, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    rig.pool.response = FakeResponse(200, "application/json", [json.dumps(answer).encode()])
+    resp = await rig.post("/v1/chat/completions", {**CHAT, "user": "u1"}, **{"openai-beta": "x"})
+    assert (await resp.get_json())["model"] == "qwen3-coder"
+    upstream, path, headers, body = rig.pool.sent[0]
+    assert (upstream, path) == ("office-llm", "/v1/chat/completions")
+    assert json.loads(body) == {**CHAT, "model": UP, "user": "u1"}
+    assert dict(headers)["openai-beta"] == "x"
+    assert "authorization" not in dict(headers)
+    admission = rig.limiter.admissions[0]
+    assert admission.charged == [(3, 4)]
+    assert admission.released
+    assert rig.ledger.rows == [("alice", "qwen3-coder", 3, 4)]
+    line = json.loads(rig.log_path.read_text())
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (200, 3, 4)
+
+
+async def test_stream_keepalive_usage_hidden_and_charged(rig: Rig) -> None:
+    usage = {"prompt_tokens": 2, "completion_tokens": 2}
+    parts: list[bytes | float | Exception] = [
+        0.12, chunk("a"), chunk("b")[:9], chunk("b")[9:], chunk("", usage, choices=False),
+        b"data: [DONE]\n\n",
+    ]  # fmt: skip
+    rig.pool.response = FakeResponse(200, "text/event-stream", parts)
+    resp = await rig.post("/v1/chat/completions", {**CHAT, "stream": True})
+    assert resp.status_code == 200
+    body = await resp.get_data()
+    assert body.startswith(b": keep-alive\n\n")
+    assert body.count(b'"model": "qwen3-coder"') == 2
+    assert b"prompt_tokens" not in body
+    assert body.endswith(b"data: [DONE]\n\n")
+    sent = json.loads(rig.pool.sent[0][3])
+    assert sent["stream_options"] == {"include_usage": True}
+    assert rig.limiter.admissions[0].charged == [(2, 2)]
+
+
+async def test_tunnel_lost_mid_stream_ends_with_an_error_event(rig: Rig) -> None:
+    parts: list[bytes | float | Exception] = [chunk("a"), StreamResetError("tunnel lost")]
+    rig.pool.response = FakeResponse(200, "text/event-stream", parts)
+    resp = await rig.post("/v1/chat/completions", {**CHAT, "stream": True})
+    body = await resp.get_data()
+    last = body.split(b"\n\n")[-2]
+    assert json.loads(last[6:])["error"]["code"] == "upstream_error"
+    assert rig.pool.response.closed
+
+
+async def test_upstream_4xx_on_a_stream_passes_through(rig: Rig) -> None:
+    error = {
+        "error": {"message": "bad", "type": "invalid_request_error", "param": None, "code": None}
+    }
+    rig.pool.response = FakeResponse(400, "application/json", [json.dumps(error).encode()])
+    resp = await rig.post("/v1/chat/completions", {**CHAT, "stream": True})
+    assert resp.status_code == 400
+    assert await resp.get_json() == error
+
+
+async def test_health_and_admin(rig: Rig) -> None:
+    client = rig.app.test_client()
+    assert (await client.get("/healthz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert await ready.get_json() == {"ready": False, "tunnels": []}
+    admin = create_admin_app(rig.pool, rig.metrics).test_client()
+    assert b"gateway_active_streams" in await (await admin.get("/metrics")).get_data()
+    assert (await client.get("/metrics")).status_code == 404
+
+
+NETS = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.1/32"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "expected"),
+    [
+        ("203.0.113.9", "1.2.3.4", "203.0.113.9"),  # untrusted peer: header ignored
+        ("10.1.1.1", None, "10.1.1.1"),
+        ("10.1.1.1", "1.2.3.4", "1.2.3.4"),
+        ("10.1.1.1", "6.6.6.6, 1.2.3.4, 192.168.1.1", "1.2.3.4"),  # spoofed left part ignored
+        ("10.1.1.1", "10.2.2.2", "10.2.2.2"),
+        ("10.1.1.1", "unknown, 10.2.2.2", "10.2.2.2"),
+    ],
+)
+def test_client_address(peer: str, xff: str | None, expected: str) -> None:
+    assert client_address(peer, xff, NETS) == expected
