@@ -206,7 +206,7 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
     profiles = results.get("profiles") or {}
     if profiles:
         text += ["", "## Profiles (workload b, concurrency 64)", ""]
-        text += [f"- {name}: `{where}`" for name, where in profiles.items()]
+        text += [f"- {name}: {where}" for name, where in profiles.items()]
         for name, frames in (results.get("profile_hot_frames") or {}).items():
             text += ["", f"Hottest frames of our code in the {name} (inclusive % of samples):", ""]
             text += [f"- {pct:.1f}% `{label}`" for label, pct in frames]

@@ -72,9 +72,7 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     figures["d"] = await workloads.each_path(
         stack, paths, lambda e: workloads.paced_streams(e, plan)
     )
-    workloads.add_relative(
-        figures["d"], (("delay_p50_ms", "extra_p50_ms"), ("delay_p99_ms", "extra_p99_ms"))
-    )
+    workloads.add_extra_delay(figures["d"])
     _say(f"(e) {plan.held_streams} open paced streams")
     figures["e"] = await workloads.each_path(
         stack, paths, lambda e: workloads.held_streams(e, plan, stack)
@@ -112,7 +110,9 @@ NOTES = {
     "c": "chunks/s = 200 chunks / (request sent -> last chunk received), median of the streams; "
     "TTFT = request sent -> first content chunk.",
     "d": "each chunk carries the upstream's CLOCK_MONOTONIC send time; delay = receive - send; "
-    "'extra' = path - direct (direct's own delay is the client's read cost).",
+    "'extra' pXX = the path's delay pXX - direct's p50 (direct's typical delay is the client's "
+    "own read cost; direct's tail is machine noise, which would make a tail-minus-tail "
+    "difference meaningless).",
     "f": "measured on the tunnel API (an in-process `tunnel.listener.Listener` and a real "
     "`connector` process, through squid for `gateway+squid`), because the gateway forwards "
     "only the OpenAI JSON routes; direct and floor are HTTP POST/GET of the same bytes. "

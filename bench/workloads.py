@@ -23,14 +23,14 @@ PathFigures = dict[str, Metrics]
 
 @dataclass(frozen=True)
 class Plan:
-    seq_count: int = 300
+    seq_count: int = 500
     load_s: float = 8.0
     load_warmup_s: float = 1.0
     stream_count: int = 30
     stream_chunks: int = 200
-    paced_concurrency: int = 4
+    paced_concurrency: int = 8
     paced_rounds: int = 2
-    paced_chunks: int = 50
+    paced_chunks: int = 100
     pace_ms: float = 20.0
     held_streams: int = 100
     held_s: float = 10.0
@@ -235,6 +235,14 @@ def add_relative(
     for metrics in figures.values():
         for metric, new in pairs:
             metrics[new] = stats.difference(metrics.get(metric), base.get(metric))
+
+
+def add_extra_delay(figures: PathFigures, reference: str = DIRECT) -> None:
+    """(d): ``extra_pXX = delay_pXX - reference's delay_p50`` (the baseline cost of a read)."""
+    base = figures.get(reference, {}).get("delay_p50_ms")
+    for metrics in figures.values():
+        for q in ("p50", "p99"):
+            metrics[f"extra_{q}_ms"] = stats.difference(metrics.get(f"delay_{q}_ms"), base)
 
 
 async def each_path(

@@ -9,8 +9,6 @@ The client address comes from ``X-Forwarded-For`` only when the direct peer is a
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,6 +31,8 @@ from gateway.openai_routes import (
 )
 from gateway.proxying import Forwarder, LedgerLike, Services
 from tunnel.api import TunnelPool
+from tunnel.listener import Listener
+from tunnel.ws_endpoint import serve_quart_websocket
 
 log = logging.getLogger("gateway.app")
 ERROR_DRAIN_BYTES = 1 << 20
@@ -48,10 +48,10 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     metrics: GatewayMetrics,
     *,
     access_log: AccessLog | None = None,
-    listener: object | None = None,
+    listener: Listener | None = None,
 ) -> Quart:
-    """The public app. ``listener`` (a ``tunnel.listener.Listener``) enables the WebSocket
-    tunnel endpoint at ``[tunnel] websocket_path`` when ``tunnel.ws_endpoint`` is installed."""
+    """The public app. With ``listener``, the WebSocket tunnel carrier is served at
+    ``[tunnel] websocket_path`` too."""
     app = _base_app("gateway")
     app.config["MAX_CONTENT_LENGTH"] = None  # the API routes apply max_body_bytes themselves
     services = Services(
@@ -88,7 +88,7 @@ def create_admin_app(pool: TunnelPool, metrics: GatewayMetrics) -> Quart:
     return app
 
 
-def create_websocket_app(config: GatewayConfig, listener: object) -> Quart:
+def create_websocket_app(config: GatewayConfig, listener: Listener) -> Quart:
     """The plain-HTTP listener (``websocket_http_listen``): the tunnel path and nothing else."""
     app = _base_app("gateway-websocket")
     register_tunnel_websocket(app, config.websocket_path, listener)
@@ -101,26 +101,18 @@ def _trust_forwarded_for(app: Quart, trusted: Sequence[Network]) -> None:
         app.asgi_app = cast("Any", ForwardedFor(app.asgi_app, trusted))  # type: ignore[method-assign]
 
 
-def register_tunnel_websocket(app: Quart, path: str, listener: object) -> bool:
-    """The seam for the WebSocket carrier: ``tunnel.ws_endpoint.serve_quart_websocket(listener)``
-    runs once per WebSocket connection, inside Quart's websocket context. It may return an
-    awaitable (awaited) or a view function (called and awaited). False when not installed."""
-    try:
-        module = importlib.import_module("tunnel.ws_endpoint")
-    except ImportError:
-        log.info("tunnel.ws_endpoint is not available: no WebSocket tunnel endpoint")
-        return False
-    serve = module.serve_quart_websocket
+def register_tunnel_websocket(app: Quart, path: str, listener: Listener) -> None:
+    """The WebSocket carrier's endpoint (``tunnel.ws_endpoint``) at ``path``. The peer address
+    it logs has been through :class:`ForwardedFor`, so a trusted front's client shows."""
+    view = serve_quart_websocket(listener, remote_of=websocket_remote)
+    app.add_websocket(path, "tunnel_websocket", view)
 
-    async def tunnel_websocket() -> None:
-        result = serve(listener)
-        if inspect.isawaitable(result):
-            await result
-        elif callable(result):
-            await result()
 
-    app.add_websocket(path, "tunnel_websocket", tunnel_websocket)
-    return True
+def websocket_remote(ws: Any) -> str:
+    """``client`` or ``client via front`` when the address came from ``X-Forwarded-For``."""
+    front = ws.scope.get("gateway.peer")
+    client = str(ws.remote_addr or "?")
+    return f"{client} via {front[0]}" if front else client
 
 
 def _base_app(name: str) -> Quart:

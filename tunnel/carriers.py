@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,9 +107,10 @@ async def dial_websocket(cfg: ConnectorConfig, url: str = "") -> SecureStream:
     except TimeoutError:
         raise HandshakeError(f"{carrier.description}: the inner TLS handshake timed out") from None
     except HandshakeError as exc:
-        der = await _probe_inner(cfg, url)
-        if der is not None and not issued_by(der, cfg.ca):
-            raise InterceptedError(*subject_and_issuer(der)) from None
+        if isinstance(exc.__cause__, ssl.SSLCertVerificationError):  # who answered inside?
+            der = await _probe_inner(cfg, url)
+            if der is not None and not issued_by(der, cfg.ca):
+                raise InterceptedError(*subject_and_issuer(der)) from None
         raise HandshakeError(f"{carrier.description}: inner TLS: {exc}") from None
     version = stream.tls_version or "TLS"
     stream.set_description(f"{carrier.description}, inner {version}")

@@ -184,6 +184,8 @@ class WebSocketStream:
             self._eof = True
 
     async def write(self, data: bytes) -> None:
+        if self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionResetError("the WebSocket is closed")
         view = memoryview(data)
         for start in range(0, len(view), MAX_MESSAGE_BYTES):
             chunk = bytes(view[start : start + MAX_MESSAGE_BYTES])

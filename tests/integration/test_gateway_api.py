@@ -33,7 +33,9 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)  # strings, numbers, booleans and lists read the same in TOML
 
 
-def gateway_toml(tmp: Path, pki: PkiPaths, **server: Any) -> Path:
+def gateway_toml(
+    tmp: Path, pki: PkiPaths, tunnel_extra: dict[str, Any] | None = None, **server: Any
+) -> Path:
     srv = {
         "listen": "127.0.0.1:0",
         "cert": str(pki.server_cert),
@@ -51,6 +53,7 @@ def gateway_toml(tmp: Path, pki: PkiPaths, **server: Any) -> Path:
         "allowed_connectors": ["office-1"],
         # a handshake that stalls (see the report on start_tls under uvloop) is retried soon
         "handshake_timeout_s": 2,
+        **(tunnel_extra or {}),
     }
     lines = ["[server]", *(f"{k} = {toml_value(v)}" for k, v in srv.items())]
     lines += ["[admin]", 'listen = "127.0.0.1:0"', "[tunnel]"]
@@ -64,14 +67,15 @@ def gateway_toml(tmp: Path, pki: PkiPaths, **server: Any) -> Path:
     return path
 
 
-def connector_toml(tmp: Path, pki: PkiPaths, tunnel_port: int, upstream_url: str) -> Path:
+def connector_toml(
+    tmp: Path, pki: PkiPaths, tunnel_port: int, upstream_url: str, extra: str = ""
+) -> Path:
     path = tmp / "connector.toml"
     path.write_text(
-        "[gateway]\n"
-        f'address = "127.0.0.1:{tunnel_port}"\nserver_name = "localhost"\n'
+        "[gateway]\n" + extra + f'address = "127.0.0.1:{tunnel_port}"\nserver_name = "localhost"\n'
         f"ca = {toml_value(str(pki.ca_cert))}\ncert = {toml_value(str(pki.client_cert))}\n"
         f"key = {toml_value(str(pki.client_key))}\n"
-        'transport = "tls"\nreconnect_base_s = 0.2\nreconnect_max_s = 0.5\n'
+        "reconnect_base_s = 0.2\nreconnect_max_s = 0.5\n"
         "[upstreams.office-llm]\n"
         f'url = "{upstream_url}"\napi_key = "sk-upstream-secret"\n'
     )
@@ -117,8 +121,8 @@ class GatewayRig:
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.key}"}
 
-    def start_connector(self) -> ManagedProcess:
-        toml = connector_toml(self.tmp, self.pki, self.ports["tunnel"], self.standin.url)
+    def start_connector(self, extra: str = 'transport = "tls"\n') -> ManagedProcess:
+        toml = connector_toml(self.tmp, self.pki, self.ports["tunnel"], self.standin.url, extra)
         proc = our_command("connector", "run", "-c", str(toml), work_dir=self.tmp)
         proc.launch()
         self.processes.append(proc)
@@ -138,9 +142,11 @@ class GatewayRig:
 
 
 @contextlib.asynccontextmanager
-async def gateway_rig(tmp: Path, *, connector: bool = True) -> AsyncIterator[GatewayRig]:
+async def gateway_rig(
+    tmp: Path, *, connector: bool = True, tunnel_extra: dict[str, Any] | None = None
+) -> AsyncIterator[GatewayRig]:
     pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki)
+    toml = gateway_toml(tmp, pki, tunnel_extra)
     key = create_key(toml, "alice")
     ready = tmp / "ready.json"
     standin = StandinLLM()
@@ -415,3 +421,33 @@ async def test_keepalive_comments_while_the_model_thinks(rig: GatewayRig) -> Non
         lines = [line async for line in resp.aiter_lines()]
     assert lines.count(": keep-alive") >= 2
     assert lines[-2:] == ["data: [DONE]", ""]
+
+
+# --------------------------------------------------------------------------- the WebSocket carrier
+
+
+@pytest.mark.parametrize("plain_http", [False, True])
+async def test_websocket_carrier_on_the_public_port_and_plain_http(
+    tmp_path: Path, plain_http: bool
+) -> None:
+    extra = {"websocket_http_listen": "127.0.0.1:0"}
+    async with gateway_rig(tmp_path, connector=False, tunnel_extra=extra) as rig:
+        path = "/.well-known/llm-tunnel"
+        if plain_http:
+            url = f"http://127.0.0.1:{rig.ports['websocket_http']}{path}"
+        else:
+            url = f"https://localhost:{rig.ports['public']}{path}"
+        rig.start_connector(
+            f'transport = "websocket"\nwebsocket_url = "{url}"\n'
+            f"proxy_ca = {toml_value(str(rig.pki.ca_cert))}\n"
+        )
+        await rig.wait_ready()
+        answer = await rig.client().chat.completions.create(model="qwen3-coder", messages=MESSAGES)  # type: ignore[arg-type]
+        assert answer.model == "qwen3-coder"
+        async with rig.http() as http:
+            ready = (await http.get(f"https://localhost:{rig.ports['public']}/readyz")).json()
+        assert ready["tunnels"][0]["carrier"] == "websocket"
+        if plain_http:  # the plain-HTTP listener serves the tunnel path and nothing else
+            async with httpx.AsyncClient() as plain:
+                other = await plain.get(f"http://127.0.0.1:{rig.ports['websocket_http']}/v1/models")
+            assert other.status_code == 404

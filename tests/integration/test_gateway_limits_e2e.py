@@ -6,18 +6,43 @@ sharing one real Redis enforce one limit together."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
-from tests.integration.test_gateway_auth_e2e import ALIAS, Stack, chat, stack  # noqa: F401
+from tests.integration.test_gateway_auth_e2e import ALIAS, Stack, chat
 from tests.support.redisproc import RedisServer
 
 RATE_HEADERS = (
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
 )  # fmt: skip
+
+
+def api_message(exc: openai.APIStatusError) -> str:
+    """The gateway's own error message (the SDK prefixes ``exc.message``)."""
+    body = exc.body
+    assert isinstance(body, dict)
+    return str(body["message"])
+
+
+async def upstream_got_a_chat(upstream_url: str, timeout_s: float = 10.0) -> None:
+    async with httpx.AsyncClient() as raw, asyncio.timeout(timeout_s):
+        while True:
+            records = (await raw.get(f"{upstream_url}/_standin/requests")).json()
+            if any(r["path"] == "/v1/chat/completions" for r in records):
+                return
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exits:
+        yield await Stack(tmp_path, exits).start()
 
 
 async def test_rpm_burst_gets_429_that_the_sdk_reads(stack: Stack) -> None:
@@ -36,7 +61,7 @@ async def test_rpm_burst_gets_429_that_the_sdk_reads(stack: Stack) -> None:
         err = info.value
         assert err.status_code == 429
         assert err.code == "rate_limit_exceeded"
-        assert err.message.startswith(
+        assert api_message(err).startswith(
             "Rate limit reached for alice on requests per min (RPM): Limit 3, Used 3, Requested 1."
         )
         headers = err.response.headers
@@ -62,7 +87,7 @@ async def test_tokens_from_a_streamed_usage_block_the_next_request(stack: Stack)
         with pytest.raises(openai.RateLimitError) as info:
             await chat(client, max_tokens=20)
     # 3 prompt words + 50 completion tokens were charged, so 7 remain
-    assert "tokens per min (TPM): Limit 60, Used 53, Requested" in info.value.message
+    assert "tokens per min (TPM): Limit 60, Used 53, Requested" in api_message(info.value)
     assert info.value.response.headers["x-ratelimit-remaining-tokens"] == "7"
 
 
@@ -75,7 +100,7 @@ async def test_concurrency_holds_under_20_parallel_requests(stack: Stack) -> Non
             try:
                 await chat(client, extra_body={"standin": {"first_delay_ms": 2500}})
             except openai.RateLimitError as exc:
-                return exc.message
+                return api_message(exc)
             return "ok"
 
         results = await asyncio.gather(*(one() for _ in range(20)))
@@ -91,7 +116,7 @@ async def test_the_sdk_retries_after_a_concurrency_429(stack: Stack) -> None:
     key = gw.keys("create", "dave", "--concurrency", "1")
     async with gw.client(key, max_retries=0) as holder, gw.client(key, max_retries=3) as retrier:
         slow = asyncio.create_task(chat(holder, extra_body={"standin": {"first_delay_ms": 800}}))
-        await asyncio.sleep(0.3)  # let the slow one take the only slot
+        await upstream_got_a_chat(stack.upstream_url)  # the slow one holds the only slot
         assert await chat(retrier)  # 429, retry-after 1 s, then admitted
         assert await slow
 

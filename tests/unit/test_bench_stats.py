@@ -13,7 +13,7 @@ from bench.limits import limit_sentences
 from bench.profiling import own_frames, top_frames
 from bench.report import render_markdown, render_table
 from bench.run import plan_from_env
-from bench.workloads import QUICK, Plan, add_relative
+from bench.workloads import QUICK, Plan, add_extra_delay, add_relative
 
 # --------------------------------------------------------------------------- stats
 
@@ -283,3 +283,14 @@ def test_profile_summary_from_a_py_spy_svg() -> None:
         ("UsageLedger.record_sync (gateway/ledger.py:91)", 60.0),
         ("Session._guard (tunnel/session.py:416)", 10.0),
     ]
+
+
+def test_extra_delay_is_measured_from_directs_typical_delay() -> None:
+    figures: dict[str, dict[str, float | None]] = {
+        "direct": {"delay_p50_ms": 0.1, "delay_p99_ms": 4.0},
+        "gateway": {"delay_p50_ms": 0.5, "delay_p99_ms": 1.6},
+    }
+    add_extra_delay(figures)
+    assert figures["gateway"]["extra_p50_ms"] == pytest.approx(0.4)
+    assert figures["gateway"]["extra_p99_ms"] == pytest.approx(1.5)
+    assert figures["direct"]["extra_p99_ms"] == pytest.approx(3.9)
