@@ -168,6 +168,26 @@ class AutoDialer:
             return stream
         raise DialError("no carrier got through (" + "; ".join(failures) + ")")
 
+    async def better_available(self, cfg: ConnectorConfig) -> str:
+        """Return once a carrier better than the one in use answers (probed at most every
+        ``retry_better_s``); the connector may then drain its tunnel and dial again. Never
+        returns while the best carrier is in use."""
+        rungs = ladder(cfg)
+        key = (cfg.address, cfg.websocket_url)
+        while True:
+            await asyncio.sleep(self._retry_better_s)
+            for index in range(min(self._preferred.get(key, 0), len(rungs))):
+                try:
+                    probe = await dial_rung(cfg, rungs[index])
+                except TunnelError as exc:
+                    log.info("%s: still %s", rungs[index].name, describe_failure(exc))
+                    continue
+                await probe.aclose()
+                log.info("%s works again; the tunnel will move to it", rungs[index].name)
+                self._preferred[key] = index
+                self._last_better_try[key] = self._clock()
+                return rungs[index].name
+
 
 AUTO = AutoDialer()
 register_dialer("websocket", dial_websocket)

@@ -36,6 +36,20 @@ HELLO_TIMEOUT_S = 10.0
 MAX_HELLO_BYTES = 64 * 1024
 
 
+class _PausedStreamProtocol(asyncio.StreamReaderProtocol):
+    """Reads nothing until ``start_tls`` takes over the transport.
+
+    With plain ``asyncio.start_server`` the reader may already have buffered the ClientHello
+    when the handler calls ``start_tls``; those bytes never reach TLS and the handshake hangs
+    until its timeout (seen with uvloop). ``start_tls`` resumes reading itself.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        super().connection_made(transport)
+
+
 def refusal_reason(peer: PeerIdentity, allowed: tuple[str, ...], crl: CrlWatcher) -> str | None:
     """The one identity check every carrier uses: allowed name, not revoked."""
     if crl.is_revoked(peer.serial):
@@ -244,7 +258,12 @@ class Listener:
         return self._pool.status()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_tcp, self.cfg.host, self.cfg.port)
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            return _PausedStreamProtocol(asyncio.StreamReader(limit=2**16), self._on_tcp)
+
+        self._server = await loop.create_server(protocol, self.cfg.host, self.cfg.port)
         self._crl_task = asyncio.create_task(self._watch_crl())
         log.info("tunnel listener on %s:%d (mutual TLS, ALPN h2)", self.cfg.host, self.port)
 

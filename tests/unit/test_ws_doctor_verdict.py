@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, AutoDialer
+import pytest
+
+from tunnel import carriers
+from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, AutoDialer, Rung
 from tunnel.config import ConnectorConfig
 from tunnel.doctor import FAIL, OK, SOFT, RungResult, Step, verdict
 from tunnel.errors import DialError, InterceptedError, ProxyRefusedError
@@ -71,3 +74,31 @@ def test_auto_retries_better_carriers_only_every_few_minutes() -> None:
     now[0] += 2.0
     assert auto._retry_due(key)  # five minutes on: tls gets another chance
     assert not auto._retry_due(key)
+
+
+async def test_better_available_probes_the_better_carriers_and_reports_the_first_that_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = {TLS: [DialError("down"), None]}
+    tried: list[str] = []
+
+    class _Probe:
+        closed = False
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+    async def fake_dial(cfg: ConnectorConfig, rung: Rung) -> _Probe:
+        tried.append(rung.name)
+        outcome = answers[rung.name].pop(0)
+        if outcome is not None:
+            raise outcome
+        return _Probe()
+
+    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    auto = AutoDialer(retry_better_s=0.0)
+    cfg = _cfg()
+    auto._preferred[(cfg.address, cfg.websocket_url)] = 1  # websocket via HTTPS in use
+    assert await auto.better_available(cfg) == TLS
+    assert tried == [TLS, TLS]  # only the better one, again until it answers
+    assert auto._preferred[(cfg.address, cfg.websocket_url)] == 0
