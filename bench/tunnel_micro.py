@@ -266,6 +266,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             connector_toml(listener.port, "office-1", UPSTREAM, url, "tls")
         )
         connector = our_command("connector", "run", "-c", "connector.toml", work_dir=work)
+        if os.environ.get("TUNNEL_MICRO_CONNECTOR"):  # e.g. a profiling wrapper script
+            connector.argv = [sys.executable, os.environ["TUNNEL_MICRO_CONNECTOR"], "run", "-c"]
+            connector.argv.append("connector.toml")
         direct = Direct(url)
         try:
             await connector.astart()

@@ -64,7 +64,6 @@ class Stack:
     ca: Path
     key: str
     model: str
-    via: str
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -380,7 +379,10 @@ def bring_up(args: argparse.Namespace, procs: Processes, work: Path) -> Stack:
     gateway_config.write_text(gateway_toml(ports, model))
     key = create_key(gateway_config)
     say("demo: key        'demo', from `gateway keys create demo -c gateway.toml`")
-    procs.start("gateway", [command("gateway"), "serve", "-c", str(gateway_config)])
+    ready_file = work / "gateway.ready"  # written once every listener is bound
+    argv = [command("gateway"), "serve", "-c", str(gateway_config), "--ready-file", str(ready_file)]
+    procs.start("gateway", argv)
+    wait_until("the gateway", procs, ready_file.exists, STARTUP_TIMEOUT_S)
     say(
         f"demo: gateway    https://127.0.0.1:{ports.public} "
         f"(tunnel port {ports.tunnel}, metrics http://127.0.0.1:{ports.admin}/metrics)"
@@ -397,7 +399,7 @@ def bring_up(args: argparse.Namespace, procs: Processes, work: Path) -> Stack:
 
     wait_until("the tunnel (gateway /readyz)", procs, ready, STARTUP_TIMEOUT_S)
     say(f"demo: ready      /readyz: {describe_tunnels(status[-1])}")
-    return Stack(f"https://127.0.0.1:{ports.public}/v1", ca, key, model, via)
+    return Stack(f"https://127.0.0.1:{ports.public}/v1", ca, key, model)
 
 
 # --------------------------------------------------------------------------- the checks

@@ -124,8 +124,13 @@ class Forwarder:
         try:
             head = [(":status", str(resp.status)), *response_headers(resp.headers.items())]
             await stream.send_headers(head)
-            async for chunk in resp.content.iter_any():
-                await stream.send_data(chunk)
+            content = resp.content
+            async for chunk in content.iter_any():
+                last = content.at_eof()  # a Content-Length body: END_STREAM on its last DATA
+                if not stream.send_now(chunk, end_stream=last):
+                    await stream.send_data(chunk, end_stream=last)
+                if last:
+                    return
             await stream.end()
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("upstream %s broke off its answer: %s", name, exc or type(exc).__name__)

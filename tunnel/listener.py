@@ -209,7 +209,9 @@ class Pool:
             stream = tunnel.session.open_stream(head, end_stream=empty)
         except Exception as exc:  # h2 refused to open it: the tunnel is not usable
             raise TunnelError(f"cannot open a stream on tunnel {tunnel.tunnel_id}: {exc}") from None
-        sender = None if empty else asyncio.create_task(_pump(stream, body))
+        sender = None
+        if not empty and not (isinstance(body, bytes) and stream.send_now(body, end_stream=True)):
+            sender = asyncio.create_task(_pump(stream, body))
         try:
             response_head = await stream.response_head()
         except BaseException:

@@ -101,7 +101,9 @@ if (-not (Test-Path $Config)) {
     # The example, with plain file names: they resolve next to connector.toml. (Backslashes
     # inside TOML "..." strings are escapes: write C:/ProgramData/... or 'C:\...' if you must.)
     $example = Get-Content -Raw (Join-Path $PSScriptRoot "..\connector.toml")
-    $example.Replace("/etc/llm-connector/", "") | Set-Content -Encoding UTF8 -Path $Config
+    # UTF-8 without a byte-order mark: TOML readers reject a BOM (PowerShell 5.1's
+    # "Set-Content -Encoding UTF8" would write one).
+    [System.IO.File]::WriteAllText($Config, $example.Replace("/etc/llm-connector/", ""), (New-Object System.Text.UTF8Encoding $false))
     Write-Warning "Wrote an example ${Config}: edit address, server_name, proxy and [upstreams] now."
 }
 Invoke-Checked "icacls.exe" @($DataDir, "/inheritance:r", "/grant:r", "${System}:(OI)(CI)F", "${Admins}:(OI)(CI)F", "${LocalService}:(OI)(CI)RX")
