@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -41,6 +42,8 @@ JSON_HEADERS = [("content-type", "application/json")]
 BLOCK = bytes(1 << 20)
 
 Call = Callable[[], Awaitable[int]]
+OnChunk = Callable[[bytes], None]
+STAMP = re.compile(rb"w\d+@t=(\d+)")  # fast_upstream's send time (CLOCK_MONOTONIC ns)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,11 +64,13 @@ class Direct:
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
         )
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes, seen: OnChunk | None = None) -> int:
         async with self.http.post(self.url + path, data=body, headers=dict(JSON_HEADERS)) as r:
             total = 0
             async for chunk in r.content.iter_any():
                 total += len(chunk)
+                if seen is not None:
+                    seen(chunk)
             return total
 
 
@@ -75,11 +80,13 @@ class Tunnel:
     def __init__(self, listener: Listener) -> None:
         self.pool = listener.pool
 
-    async def post(self, path: str, body: bytes) -> int:
+    async def post(self, path: str, body: bytes, seen: OnChunk | None = None) -> int:
         resp = await self.pool.request(UPSTREAM, "POST", path, JSON_HEADERS, body)
         total = 0
         async for chunk in resp.body():
             total += len(chunk)
+            if seen is not None:
+                seen(chunk)
         await resp.aclose()
         return total
 
@@ -129,9 +136,30 @@ async def closed_loop(call: Call, concurrency: int, duration_s: float) -> dict[s
     return {"rps": done / (time.perf_counter() - start), "errors": errors}
 
 
-def stream_body(chunks: int) -> bytes:
-    body = {"model": "m", "stream": True, "messages": [], "standin": {"chunks": chunks}}
+def stream_body(chunks: int, pace_ms: float = 0.0) -> bytes:
+    standin = {"chunks": chunks, "pace_ms": pace_ms}
+    body = {"model": "m", "stream": True, "messages": [], "standin": standin}
     return json.dumps(body).encode()
+
+
+async def paced_delays(client: Direct | Tunnel, chunks: int, pace_ms: float) -> list[float]:
+    """Each paced chunk's delay from the upstream's write to our read, in ms."""
+    delays: list[float] = []
+
+    def seen(chunk: bytes) -> None:
+        now = time.monotonic_ns()
+        delays.extend((now - int(sent)) / 1e6 for sent in STAMP.findall(chunk))
+
+    await client.post("/v1/chat/completions", stream_body(chunks, pace_ms), seen)
+    return delays
+
+
+async def paced(client: Direct | Tunnel, chunks: int) -> dict[str, float]:
+    delays = await paced_delays(client, chunks, 20.0)
+    return {
+        "chunk_delay_p50_ms": percentile(delays, 50),
+        "chunk_delay_p99_ms": percentile(delays, 99),
+    }
 
 
 async def stream_rate(client: Direct | Tunnel, chunks: int, repeats: int) -> dict[str, float]:
@@ -173,9 +201,12 @@ async def bulk(listener: Listener, size: int) -> dict[str, float]:
 # ------------------------------------------------------------------ the rig
 
 
-async def start_upstream(work: Path) -> tuple[ManagedProcess, str]:
+UPSTREAMS = {"fast": "bench.fast_upstream", "standin": "tests.support.standin_llm"}
+
+
+async def start_upstream(work: Path, kind: str) -> tuple[ManagedProcess, str]:
     port_file = work / "upstream.port"
-    argv = [sys.executable, "-m", "bench.fast_upstream", "--port-file", str(port_file)]
+    argv = [sys.executable, "-m", UPSTREAMS[kind], "--port", "0", "--port-file", str(port_file)]
     proc = ManagedProcess(
         argv, log_path=work / "upstream.log", env=base_env(), ready=file_ready(port_file)
     )
@@ -225,14 +256,20 @@ async def measure(
             row.update(await closed_loop(call, 64, args.duration))
         if "stream" in only:
             row.update(await stream_rate(client, 200, args.streams))
+        if "paced" in only:
+            row.update(await paced(client, args.paced_chunks))
         if "bulk" in only and name == "tunnel":
             row.update(await bulk(listener, args.bulk_mb * 1_000_000))
         results[name] = row
     return results
 
 
+def _delay(d: dict[str, float], t: dict[str, float], key: str) -> tuple[float, float, float]:
+    return d[key], t[key], t[key] - d[key]
+
+
 def print_table(results: dict[str, Any]) -> None:
-    if set(results) != {"direct", "tunnel"} or len(results["tunnel"]) < 9:
+    if set(results) != {"direct", "tunnel"} or len(results["tunnel"]) < 11:
         print(json.dumps(results, indent=2))
         return
     d, t = results["direct"], results["tunnel"]
@@ -241,6 +278,8 @@ def print_table(results: dict[str, Any]) -> None:
         ("serial p99 (ms)", d["p99_ms"], t["p99_ms"], t["p99_ms"] - d["p99_ms"]),
         ("c64 req/s", d["rps"], t["rps"], t["rps"] / d["rps"]),
         ("200-chunk stream chunks/s", d["chunks_s"], t["chunks_s"], t["chunks_s"] / d["chunks_s"]),
+        ("paced chunk delay p50 (ms)", *_delay(d, t, "chunk_delay_p50_ms")),
+        ("paced chunk delay p99 (ms)", *_delay(d, t, "chunk_delay_p99_ms")),
         ("50 MB up MB/s", None, t["up_mb_s"], None),
         ("50 MB down MB/s", None, t["down_mb_s"], None),
     ]
@@ -260,7 +299,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tunnel-micro-") as tmp:
         work = Path(tmp)
         make_pki(work / "pki")
-        upstream, url = await start_upstream(work)
+        upstream, url = await start_upstream(work, args.upstream)
         listener = await start_listener(work / "pki")
         (work / "connector.toml").write_text(
             connector_toml(listener.port, "office-1", UPSTREAM, url, "tls")
@@ -292,13 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="closed-loop seconds")
     parser.add_argument("--streams", type=int, default=5, help="200-chunk streams per path")
     parser.add_argument("--bulk-mb", type=int, default=50)
+    parser.add_argument("--paced-chunks", type=int, default=100, help="chunks 20 ms apart")
     parser.add_argument("--hold", type=float, default=0.0, help="idle seconds before measuring")
+    parser.add_argument("--upstream", choices=sorted(UPSTREAMS), default="fast")
     parser.add_argument("--paths", default="direct,tunnel", help="which paths to measure")
-    parser.add_argument("--only", default="serial,load,stream,bulk", help="which workloads")
+    parser.add_argument("--only", default="serial,load,stream,paced,bulk", help="which workloads")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     if args.quick:
         args.serial, args.duration, args.streams, args.bulk_mb = 60, 0.5, 1, 2
+        args.paced_chunks = 5
     import uvloop  # noqa: PLC0415 - Linux bench only
 
     results = uvloop.run(run(args))

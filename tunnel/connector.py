@@ -32,6 +32,9 @@ log = logging.getLogger("tunnel.connector")
 
 VERSION = "0.1.0"
 HELLO_PATH = "/_tunnel/v1/hello"
+#: aiohttp's buffer per upstream response (it pauses reading at twice this): bigger pieces mean
+#: fewer DATA frames for bulk answers; SSE chunks still go one by one as they arrive.
+READ_BUFSIZE = 256 * 1024
 
 Dialer = Callable[[ConnectorConfig], Awaitable[SecureStream]]
 DIALERS: dict[str, Dialer] = {"tls": dial_tls}
@@ -79,6 +82,7 @@ class Forwarder:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self._http: aiohttp.ClientSession | None = None
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
 
     async def __aenter__(self) -> Forwarder:
         connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
@@ -87,6 +91,8 @@ class Forwarder:
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
+            read_bufsize=READ_BUFSIZE,
         )
         return self
 
@@ -97,9 +103,12 @@ class Forwarder:
     async def forward(self, stream: Stream, up: UpstreamConfig, method: str, path: str) -> None:
         assert self._http is not None
         headers = [(n, v) for n, v in stream.headers or [] if not n.startswith(":")]
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=up.connect_timeout_s, sock_read=up.timeout_s
-        )
+        timeout = self._timeouts.get(up.name)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=up.connect_timeout_s, sock_read=up.timeout_s
+            )
+            self._timeouts[up.name] = timeout
         complete = stream.take_complete_body()  # small bodies: sent with a Content-Length
         body = _request_body(stream) if complete is None else complete or None
         try:

@@ -94,7 +94,8 @@ def parse_connect_response(head: bytes) -> tuple[int, str]:
     return int(parts[1]), line
 
 
-def _nodelay(writer: asyncio.StreamWriter) -> None:
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """No Nagle: HTTP/2 frames (a PING answer, a small answer) leave at once."""
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -111,7 +112,7 @@ async def _connect(
         raise DialError(f"cannot reach {what} {host}:{port}: {reason}") from None
     except OSError as exc:
         raise DialError(f"cannot reach {what} {host}:{port}: {exc.strerror or exc}") from None
-    _nodelay(writer)
+    set_nodelay(writer)
     return reader, writer
 
 

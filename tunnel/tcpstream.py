@@ -13,7 +13,7 @@ import ssl
 
 from tunnel.config import ConnectorConfig
 from tunnel.errors import HandshakeError, InterceptedError
-from tunnel.proxy import ProxySpec, open_tcp, select_proxy
+from tunnel.proxy import ProxySpec, open_tcp, select_proxy, set_nodelay
 from tunnel.stream import PeerIdentity
 from tunnel.tlsconfig import (
     connector_context,
@@ -22,6 +22,9 @@ from tunnel.tlsconfig import (
     probe_context,
     subject_and_issuer,
 )
+
+#: Bytes the transport may hold before the session's writer waits for it to drain.
+WRITE_HIGH_WATER = 256 * 1024
 
 
 class TcpSecureStream:
@@ -58,6 +61,15 @@ class TcpSecureStream:
     async def write(self, data: bytes) -> None:
         self._writer.write(data)
         await self._writer.drain()
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport now (the session's fast path); False once the
+        transport holds more than WRITE_HIGH_WATER bytes, when ``write`` must wait to drain."""
+        transport = self._writer.transport
+        if transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        transport.write(data)
+        return transport.get_write_buffer_size() <= WRITE_HIGH_WATER
 
     async def aclose(self) -> None:
         if self._closed:
@@ -108,6 +120,7 @@ async def accept_tls(
     description: str,
 ) -> TcpSecureStream:
     """Server side of the handshake on an accepted TCP connection; raises HandshakeError."""
+    set_nodelay(writer)  # asyncio and uvloop set it too; explicit, as every loop must
     try:
         await writer.start_tls(ctx, ssl_handshake_timeout=timeout_s)
     except (ssl.SSLError, OSError, TimeoutError) as exc:

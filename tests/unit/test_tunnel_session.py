@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hyperframe.frame import DataFrame
 
 from tunnel.errors import StreamResetError
 from tunnel.session import Session, SessionSettings, Stream
@@ -50,16 +51,36 @@ class MemoryStream:
             pipe.event.set()
 
 
+class DirectMemoryStream(MemoryStream):
+    """Also offers the session's fast path, ``write_nowait``, and counts both kinds of write."""
+
+    def __init__(self, rx: Pipe, tx: Pipe) -> None:
+        super().__init__(rx, tx)
+        self.direct_writes = 0
+        self.waiting_writes = 0
+        self.has_room = True
+
+    def write_nowait(self, data: bytes) -> bool:
+        self.direct_writes += 1
+        self.tx.buf += data
+        self.tx.event.set()
+        return self.has_room
+
+    async def write(self, data: bytes) -> None:
+        self.waiting_writes += 1
+        await super().write(data)
+
+
 Handler = Callable[[Stream], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
 async def pair(
-    handler: Handler, settings: SessionSettings = FAST
+    handler: Handler, settings: SessionSettings = FAST, kind: type[MemoryStream] = MemoryStream
 ) -> AsyncIterator[tuple[Session, Session]]:
     a, b = Pipe(), Pipe()
-    client = Session(MemoryStream(a, b), client_side=True, settings=settings)
-    server = Session(MemoryStream(b, a), client_side=False, settings=settings, on_request=handler)
+    client = Session(kind(a, b), client_side=True, settings=settings)
+    server = Session(kind(b, a), client_side=False, settings=settings, on_request=handler)
     tasks = [asyncio.create_task(client.run()), asyncio.create_task(server.run())]
     try:
         yield client, server
@@ -177,3 +198,49 @@ async def test_goaway_lets_in_flight_streams_finish_and_refuses_new_ones() -> No
         assert await read_all(stream) == b"ABC"
         await drain
         assert server.closed_reason == "drained"
+
+
+async def test_a_small_body_sent_now_arrives_complete_with_its_head() -> None:
+    seen: list[bytes | None] = []
+
+    async def answer(stream: Stream) -> None:
+        seen.append(stream.take_complete_body())
+        await stream.send_headers([(":status", "204")], end_stream=True)
+
+    async with pair(answer) as (client, _server):
+        stream = client.open_stream(HEAD, end_stream=False)
+        assert stream.send_now(b'{"model": "m"}', end_stream=True)
+        assert stream.local_closed
+        head = dict(await stream.response_head())
+        assert head[":status"] == "204"
+        assert seen == [b'{"model": "m"}']  # HEADERS and DATA came in one write
+
+
+async def test_send_now_declines_what_one_frame_cannot_carry() -> None:
+    async with pair(echo_upper) as (client, _server):
+        await asyncio.sleep(0.05)  # SETTINGS exchanged: 1 MiB frames, 4 MiB windows
+        stream = client.open_stream(HEAD, end_stream=False)
+        assert not stream.send_now(b"x" * (2 * 1024 * 1024), end_stream=True)
+        assert not stream.local_closed
+        assert stream.send_now(b"abc", end_stream=True)
+        assert await read_all(stream) == b"ABC"
+
+
+async def test_a_stream_with_write_nowait_is_written_without_the_writer_task() -> None:
+    async with pair(echo_upper, kind=DirectMemoryStream) as (client, _server):
+        transport = client.stream
+        assert isinstance(transport, DirectMemoryStream)
+        stream = client.open_stream(HEAD, end_stream=False)
+        assert stream.send_now(b"abc", end_stream=True)
+        assert await read_all(stream) == b"ABC"
+        assert transport.direct_writes >= 1
+        waiting = transport.waiting_writes
+        transport.has_room = False  # the transport is full: the writer task waits for it
+        stream = client.open_stream(HEAD, end_stream=False)
+        await stream.send_data(b"def", end_stream=True)
+        assert await read_all(stream) == b"DEF"
+        assert transport.waiting_writes > waiting
+
+
+def test_a_received_data_frame_is_not_hex_dumped_for_a_log_nobody_reads() -> None:
+    assert repr(DataFrame(1, data=b"x" * 1000)).endswith("<1000 bytes>")
