@@ -2,8 +2,10 @@
 
 ``auto`` tries ``tls``, then ``websocket`` over HTTPS, then over plain HTTP; it logs each
 attempt's result in plain words, sticks to what worked, and tries the better carriers again at
-most once every :data:`RETRY_BETTER_S` (at the next dial). Importing this module registers both
-dialers in :data:`tunnel.connector.DIALERS` (``tunnel.connector.dialer_for`` imports it).
+most once every ``auto_retry_s`` (default :data:`RETRY_BETTER_S`): at the next dial, and, while a
+tunnel is up on a worse carrier, in the background (:meth:`AutoDialer.better_available`, which the
+connector awaits to move its tunnel). Importing this module registers both dialers in
+:data:`tunnel.connector.DIALERS` (``tunnel.connector.dialer_for`` imports it).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Rung:
 def ladder(cfg: ConnectorConfig) -> list[Rung]:
     """``tls``, then websocket over HTTPS, then over plain HTTP, as the config allows."""
     rungs = [Rung(TLS)]
-    http_url: str = getattr(cfg, "websocket_http_url", "") or ""
+    http_url = cfg.websocket_http_url
     if cfg.websocket_url:
         if parse_websocket_url(cfg.websocket_url).secure:
             rungs.append(Rung(WS_HTTPS, cfg.websocket_url))
@@ -127,19 +129,24 @@ class AutoDialer:
     """``transport = "auto"``: the ladder, remembering what worked."""
 
     def __init__(
-        self, retry_better_s: float = RETRY_BETTER_S, clock: Callable[[], float] = time.monotonic
+        self, retry_better_s: float | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._retry_better_s = retry_better_s
+        self._retry_better_s = retry_better_s  # None: the config's auto_retry_s
         self._clock = clock
         self._preferred: dict[tuple[str, str], int] = {}
         self._last_better_try: dict[tuple[str, str], float] = {}
         self.last_used: str = ""
 
-    def _retry_due(self, key: tuple[str, str]) -> bool:
+    def _retry_s(self, cfg: ConnectorConfig | None) -> float:
+        if self._retry_better_s is not None:
+            return self._retry_better_s
+        return cfg.auto_retry_s if cfg is not None else RETRY_BETTER_S
+
+    def _retry_due(self, key: tuple[str, str], cfg: ConnectorConfig | None = None) -> bool:
         if self._preferred.get(key, 0) == 0:
             return True
         now = self._clock()
-        if now - self._last_better_try.get(key, now) >= self._retry_better_s:
+        if now - self._last_better_try.get(key, now) >= self._retry_s(cfg):
             self._last_better_try[key] = now
             return True
         self._last_better_try.setdefault(key, now)
@@ -151,7 +158,7 @@ class AutoDialer:
         except ValueError as exc:
             raise DialError(str(exc)) from None
         key = (cfg.address, cfg.websocket_url)
-        order = attempt_order(len(rungs), self._preferred.get(key, 0), self._retry_due(key))
+        order = attempt_order(len(rungs), self._preferred.get(key, 0), self._retry_due(key, cfg))
         failures = []
         for index in order:
             rung = rungs[index]
@@ -175,7 +182,7 @@ class AutoDialer:
         rungs = ladder(cfg)
         key = (cfg.address, cfg.websocket_url)
         while True:
-            await asyncio.sleep(self._retry_better_s)
+            await asyncio.sleep(self._retry_s(cfg))
             for index in range(min(self._preferred.get(key, 0), len(rungs))):
                 try:
                     probe = await dial_rung(cfg, rungs[index])

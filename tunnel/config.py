@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tunnel.errors import ConfigError
 
 TRANSPORTS = ("tls", "websocket", "auto")
+#: What Windows editors (Notepad) put before the first byte of a UTF-8 file; ``tomllib`` refuses it.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -96,6 +99,19 @@ class _Reader:
             raise self.fail(key, "must be a list of names")
         return tuple(value)
 
+    def url(self, key: str, schemes: tuple[str, ...]) -> str:
+        """An optional URL (``""`` when absent) whose scheme is one of ``schemes``, with a host."""
+        text = self.string(key, "")
+        if not text:
+            return ""
+        parts = urlsplit(text)
+        if parts.scheme not in schemes:
+            allowed = " or ".join(f"{scheme}://" for scheme in schemes)
+            raise self.fail(key, f"must start with {allowed} (got {text!r})")
+        if not parts.hostname:
+            raise self.fail(key, f"has no host (got {text!r})")
+        return text
+
     def table(self, key: str) -> Mapping[str, Any]:
         value = self._get(key, {})
         if not isinstance(value, dict):
@@ -143,6 +159,7 @@ class ConnectorConfig:
     connections: int = 1
     transport: str = "auto"
     websocket_url: str = ""
+    websocket_http_url: str = ""  # the plain-HTTP rung of "auto" when it is not websocket_url's twin
     proxy_ca: Path | None = None
     ping_interval_s: float = 15.0
     ping_timeout_s: float = 10.0
@@ -152,6 +169,7 @@ class ConnectorConfig:
     healthy_reset_s: float = 60.0
     reconnect_base_s: float = 0.5
     reconnect_max_s: float = 30.0
+    auto_retry_s: float = 300.0  # "auto": how often a better carrier gets another chance
     source: Path = field(default=Path("connector.toml"), compare=False)
 
     @property
@@ -162,10 +180,13 @@ class ConnectorConfig:
     def load(cls, path: Path) -> ConnectorConfig:
         where = f"{path.name}: "
         try:
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{where}cannot read: {exc.strerror or exc}") from None
+        try:
+            data = tomllib.loads(raw.removeprefix(UTF8_BOM).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}not valid UTF-8: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}not valid TOML: {exc}") from None
         return cls.from_dict(data, path.resolve().parent, where=where, source=path)
@@ -224,7 +245,8 @@ def _connector_from(
         proxy=r.string("proxy", ""),
         connections=r.count("connections", 1),
         transport=transport,
-        websocket_url=r.string("websocket_url", ""),
+        websocket_url=r.url("websocket_url", ("https", "http", "wss", "ws")),
+        websocket_http_url=r.url("websocket_http_url", ("http", "ws")),
         proxy_ca=r.path("proxy_ca", required=False),
         ping_interval_s=r.positive("ping_interval_s", 15.0),
         ping_timeout_s=r.positive("ping_timeout_s", 10.0),
@@ -234,6 +256,7 @@ def _connector_from(
         healthy_reset_s=r.positive("healthy_reset_s", 60.0),
         reconnect_base_s=r.positive("reconnect_base_s", 0.5),
         reconnect_max_s=r.positive("reconnect_max_s", 30.0),
+        auto_retry_s=r.positive("auto_retry_s", 300.0),
         source=source or Path("connector.toml"),
     )
     r.finish()

@@ -25,29 +25,17 @@ from tunnel.config import ListenerConfig
 from tunnel.crl import CrlWatcher
 from tunnel.errors import HandshakeError, NoTunnelError, StreamResetError, TunnelError
 from tunnel.headers import filter_headers
+from tunnel.memtls import MemoryTLSStream
+from tunnel.plainstream import TcpByteStream
+from tunnel.proxy import set_nodelay
 from tunnel.session import Session, SessionSettings, Stream
 from tunnel.stream import PeerIdentity, SecureStream
-from tunnel.tcpstream import accept_tls
 from tunnel.tlsconfig import listener_context
 
 log = logging.getLogger("tunnel.listener")
 
 HELLO_TIMEOUT_S = 10.0
 MAX_HELLO_BYTES = 64 * 1024
-
-
-class _PausedStreamProtocol(asyncio.StreamReaderProtocol):
-    """Reads nothing until ``start_tls`` takes over the transport.
-
-    With plain ``asyncio.start_server`` the reader may already have buffered the ClientHello
-    when the handler calls ``start_tls``; those bytes never reach TLS and the handshake hangs
-    until its timeout (seen with uvloop). ``start_tls`` resumes reading itself.
-    """
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
-        super().connection_made(transport)
 
 
 def refusal_reason(peer: PeerIdentity, allowed: tuple[str, ...], crl: CrlWatcher) -> str | None:
@@ -260,12 +248,7 @@ class Listener:
         return self._pool.status()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-
-        def protocol() -> asyncio.StreamReaderProtocol:
-            return _PausedStreamProtocol(asyncio.StreamReader(limit=2**16), self._on_tcp)
-
-        self._server = await loop.create_server(protocol, self.cfg.host, self.cfg.port)
+        self._server = await asyncio.start_server(self._on_tcp, self.cfg.host, self.cfg.port)
         self._crl_task = asyncio.create_task(self._watch_crl())
         log.info("tunnel listener on %s:%d (mutual TLS, ALPN h2)", self.cfg.host, self.port)
 
@@ -276,10 +259,9 @@ class Listener:
         try:
             peer = writer.get_extra_info("peername") or ("?", 0)
             remote = f"{peer[0]}:{peer[1]}"
+            set_nodelay(writer)
             try:
-                stream = await accept_tls(
-                    reader, writer, self._ctx, self.cfg.handshake_timeout_s, "tls"
-                )
+                stream = await self._handshake(TcpByteStream(reader, writer))
             except HandshakeError as exc:
                 log.warning("refused a tunnel from %s: TLS handshake failed: %s", remote, exc)
                 return
@@ -288,6 +270,20 @@ class Listener:
             pass  # the listener is closing; asyncio would log a cancelled connection task
         finally:
             self._tasks.discard(task)
+
+    async def _handshake(self, lower: TcpByteStream) -> MemoryTLSStream:
+        """Server side of the mutual-TLS handshake (see tunnel/plainstream.py for why BIO)."""
+        try:
+            async with asyncio.timeout(self.cfg.handshake_timeout_s):
+                stream = await MemoryTLSStream.server(lower, self._ctx, "tls")
+        except TimeoutError:
+            await lower.aclose()
+            raise HandshakeError("handshake timed out") from None
+        except OSError as exc:
+            await lower.aclose()
+            raise HandshakeError(str(exc) or type(exc).__name__) from None
+        stream.set_description(f"tls, {stream.tls_version}")
+        return stream
 
     def check_identity(self, peer: PeerIdentity) -> str | None:
         return refusal_reason(peer, self.cfg.allowed_connectors, self._crl)

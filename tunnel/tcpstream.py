@@ -1,7 +1,7 @@
 """The ``tls`` carrier + security layer: mutual TLS over an asyncio TCP connection.
 
 ``dial_tls(cfg)`` is the connector's dialer (TCP direct or CONNECT via proxy, then TLS);
-``accept_tls(reader, writer, ctx)`` is the listener's side of the same handshake.
+the listener's side of the same handshake runs over ``ssl.MemoryBIO`` (see plainstream.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ssl
 
 from tunnel.config import ConnectorConfig
 from tunnel.errors import HandshakeError, InterceptedError
-from tunnel.proxy import ProxySpec, open_tcp, select_proxy, set_nodelay
+from tunnel.proxy import ProxySpec, open_tcp, select_proxy
 from tunnel.stream import PeerIdentity
 from tunnel.tlsconfig import (
     connector_context,
@@ -110,25 +110,6 @@ def handshake_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "handshake timed out"
     return str(exc) or type(exc).__name__
-
-
-async def accept_tls(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    ctx: ssl.SSLContext,
-    timeout_s: float,
-    description: str,
-) -> TcpSecureStream:
-    """Server side of the handshake on an accepted TCP connection; raises HandshakeError."""
-    set_nodelay(writer)  # asyncio and uvloop set it too; explicit, as every loop must
-    try:
-        await writer.start_tls(ctx, ssl_handshake_timeout=timeout_s)
-    except (ssl.SSLError, OSError, TimeoutError) as exc:
-        writer.close()
-        raise HandshakeError(handshake_reason(exc)) from None
-    stream = TcpSecureStream(reader, writer, description)
-    stream.set_description(f"{description}, {stream.tls_version}")
-    return stream
 
 
 def _route(cfg: ConnectorConfig) -> tuple[ProxySpec | None, str]:

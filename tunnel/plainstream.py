@@ -1,0 +1,48 @@
+"""A plain TCP :class:`tunnel.stream.ByteStream`: the lower layer of the listener's TLS.
+
+The listener runs its TLS with ``ssl.MemoryBIO`` (:mod:`tunnel.memtls`) over this stream rather
+than ``StreamWriter.start_tls``: uvloop's server-side ``start_tls`` stalls handshakes after some
+dozens of connections (the connector then sees a 10 s timeout), while the memory-BIO path
+behaves the same on every event loop and lets us log each refused handshake with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class TcpByteStream:
+    """An accepted TCP connection as a ByteStream (no TLS)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+
+    async def read(self, max_bytes: int) -> bytes:
+        try:
+            return await self._reader.read(max_bytes)
+        except (ConnectionError, OSError):
+            return b""  # a reset is an end of stream to the layers above
+
+    async def write(self, data: bytes) -> None:
+        if self._writer.transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            async with asyncio.timeout(2.0):
+                await self._writer.wait_closed()
+        except TimeoutError:  # the peer does not read: do not wait for it
+            self._writer.transport.abort()
+        except Exception:  # noqa: S110 - closing a broken connection: nothing to add
+            pass
+        with contextlib.suppress(Exception):
+            self._writer.transport.abort()
