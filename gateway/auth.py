@@ -7,6 +7,8 @@ the token itself is never logged nor echoed.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ NO_KEY_MESSAGE = (
 )
 BAD_KEY_MESSAGE = "Incorrect API key provided."
 _CACHE_SIZE = 4096
+VERSION_RECHECK_S = 0.25  # how often the key cache asks SQLite whether anything changed
 
 
 class AuthError(Exception):
@@ -75,9 +78,10 @@ def identity_from_record(record: KeyRecord, defaults: LimitDefaults) -> Identity
 class Authenticator:
     """Turns an ``Authorization`` header into an ``Identity``.
 
-    Key lookups are cached in memory, and the whole cache is dropped whenever SQLite's
-    ``PRAGMA data_version`` moves (any commit by another connection, e.g. ``keys revoke``),
-    so a revocation reaches a running gateway on its next request.
+    Key lookups (identities included) are cached in memory, and the whole cache is dropped
+    whenever SQLite's ``PRAGMA data_version`` moves (any commit by another connection, e.g.
+    ``keys revoke``). That counter is read at most every ``recheck_s`` (not once per request),
+    so a revocation reaches a running gateway within that time.
     """
 
     def __init__(
@@ -85,12 +89,16 @@ class Authenticator:
         keys: KeyStore | None,
         jwt_verifier: JwtVerifier | None,
         defaults: LimitDefaults,
+        *,
+        recheck_s: float = VERSION_RECHECK_S,
     ) -> None:
         self._keys = keys
         self._jwt = jwt_verifier
         self._defaults = defaults
-        self._cache: dict[str, KeyRecord | None] = {}
+        self._cache: dict[str, tuple[KeyRecord, Identity] | None] = {}
         self._cache_version = -1
+        self._recheck_s = recheck_s
+        self._checked_at = -math.inf
 
     @classmethod
     def from_config(cls, cfg: AuthConfig) -> Authenticator:
@@ -112,23 +120,34 @@ class Authenticator:
         raise AuthError(BAD_KEY_MESSAGE)
 
     def _from_key(self, secret: str) -> Identity:
-        record = self._lookup(secret)
-        if record is None or record.revoked is not None:
+        found = self._lookup(secret)
+        if found is None:
             raise AuthError(BAD_KEY_MESSAGE)
-        if record.is_expired(datetime.now(UTC).date()):
+        record, identity = found
+        if record.revoked is not None:
+            raise AuthError(BAD_KEY_MESSAGE)
+        if record.expires is not None and record.is_expired(datetime.now(UTC).date()):
             raise AuthError("Incorrect API key provided: the key has expired.")
-        return identity_from_record(record, self._defaults)
+        return identity
 
-    def _lookup(self, secret: str) -> KeyRecord | None:
+    def _lookup(self, secret: str) -> tuple[KeyRecord, Identity] | None:
         assert self._keys is not None
-        version = self._keys.data_version()
-        if version != self._cache_version or len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-            self._cache_version = version
+        now = time.monotonic()
+        if now - self._checked_at >= self._recheck_s or len(self._cache) >= _CACHE_SIZE:
+            self._checked_at = now
+            version = self._keys.data_version()
+            if version != self._cache_version or len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+                self._cache_version = version
         digest = hash_key(secret)  # the cache holds no secrets
-        if digest not in self._cache:
-            self._cache[digest] = self._keys.lookup(secret)
-        return self._cache[digest]
+        try:
+            return self._cache[digest]
+        except KeyError:
+            pass
+        record = self._keys.lookup(secret)
+        found = None if record is None else (record, identity_from_record(record, self._defaults))
+        self._cache[digest] = found
+        return found
 
     async def aclose(self) -> None:
         if self._jwt is not None:

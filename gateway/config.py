@@ -18,9 +18,9 @@ from typing import Any, Final
 from gateway.errors import ConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
+# asymmetric only: a JWKS is public, so an HMAC algorithm would accept tokens anyone can sign
 JWT_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-    | {"HS256", "HS384", "HS512"}
 )
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 STORAGE_SCHEMES: Final = ("memory://", "redis://", "rediss://", "redis+unix://")

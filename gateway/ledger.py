@@ -1,14 +1,19 @@
 """The usage ledger: requests and tokens per identity per UTC day per model, in SQLite.
 
 It shares ``[auth] keys_db`` with the key store (WAL mode, so writes never block readers).
-``record`` runs its upsert in a worker thread so a busy database never stalls the event loop.
+``record`` only adds to totals held in memory (no I/O per request); they are written to SQLite
+at most once a second in one transaction (in a worker thread, so a busy database never stalls
+the event loop), and before :meth:`UsageLedger.rows` reads and when the ledger is closed, so a
+graceful stop loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,9 +32,9 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 _UPSERT = """
 INSERT INTO usage (identity, day, model, requests, prompt_tokens, completion_tokens)
-VALUES (?, ?, ?, 1, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (identity, day, model) DO UPDATE SET
-    requests = requests + 1,
+    requests = requests + excluded.requests,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens
 """
@@ -62,16 +67,25 @@ class LedgerConfig(Protocol):
     def auth(self) -> _AuthSettings: ...
 
 
+FLUSH_INTERVAL_S = 1.0
+_Key = tuple[str, str, str]  # identity, ISO day, model
+
+
 class UsageLedger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
             path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection and ``_pending``
+        self._pending: dict[_Key, list[int]] = {}  # [requests, prompt, completion]
+        self._flush_interval_s = flush_interval_s
+        self._flusher: asyncio.Task[None] | None = None
+        self._day_cache: tuple[int, str] = (-1, "")
 
     @classmethod
     def from_config(cls, cfg: LedgerConfig) -> UsageLedger:
@@ -80,27 +94,66 @@ class UsageLedger:
     async def record(
         self, identity: str, model: str, prompt_tokens: int, completion_tokens: int
     ) -> None:
-        day = datetime.now(UTC).date()
-        await asyncio.to_thread(
-            self.record_sync, identity, model, prompt_tokens, completion_tokens, day
-        )
+        """Count one request; written to SQLite within ``flush_interval_s``."""
+        self.add(identity, model, prompt_tokens, completion_tokens, self._today())
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    def _today(self) -> str:
+        now = int(time.time()) // 86400
+        if now != self._day_cache[0]:
+            self._day_cache = (now, datetime.now(UTC).date().isoformat())
+        return self._day_cache[1]
+
+    def add(
+        self, identity: str, model: str, prompt_tokens: int, completion_tokens: int, day: str
+    ) -> None:
+        with self._lock:
+            totals = self._pending.get((identity, day, model))
+            if totals is None:
+                totals = self._pending[(identity, day, model)] = [0, 0, 0]
+            totals[0] += 1
+            totals[1] += max(prompt_tokens, 0)
+            totals[2] += max(completion_tokens, 0)
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self._flush_interval_s)
+            await asyncio.to_thread(self.flush)
+        finally:
+            self._flusher = None
 
     def record_sync(
         self, identity: str, model: str, prompt_tokens: int, completion_tokens: int, day: date
     ) -> None:
+        """Count one request and write it at once (the CLI and tests)."""
+        self.add(identity, model, prompt_tokens, completion_tokens, day.isoformat())
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the totals held in memory in one transaction; kept for the next try on error."""
         with self._lock:
-            self._conn.execute(
-                _UPSERT,
-                (
-                    identity,
-                    day.isoformat(),
-                    model,
-                    max(prompt_tokens, 0),
-                    max(completion_tokens, 0),
-                ),
-            )
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, {}
+            rows = [(i, d, m, *totals) for (i, d, m), totals in pending.items()]
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(_UPSERT, rows)
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except BaseException:
+                for key, totals in pending.items():  # nothing lost: merge back
+                    mine = self._pending.setdefault(key, [0, 0, 0])
+                    for n in range(3):
+                        mine[n] += totals[n]
+                raise
 
     def rows(self, since: date | None = None) -> list[UsageRow]:
+        self.flush()
         query = (
             "SELECT identity, day, model, requests, prompt_tokens, completion_tokens FROM usage"
             " WHERE day >= ? ORDER BY day, identity, model"
@@ -120,10 +173,19 @@ class UsageLedger:
         ]
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        """Write what is pending, then close (idempotent)."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._conn.close()
 
     async def aclose(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
         self.close()
 
 

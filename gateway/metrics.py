@@ -29,6 +29,9 @@ LATENCY_BUCKETS_S: Final = (
 )
 
 
+LABEL_CACHE_SIZE: Final = 10_000  # bounds the lookup caches, not the metrics themselves
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """What one finished request contributes to the metrics and the access log."""
@@ -77,6 +80,10 @@ class GatewayMetrics:
         )
         self.active_streams = Gauge("gateway_active_streams", "Open SSE streams", registry=r)
         self.tunnels_up = Gauge("gateway_tunnels_up", "Tunnels not draining", registry=r)
+        # the labelled children, looked up once (``labels()`` costs a lock and a tuple per call)
+        self._routes: dict[str, tuple[Histogram, Histogram]] = {}
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._identities: dict[str, tuple[Counter, Counter]] = {}
         if pool is not None:
             self.watch_pool(pool)
 
@@ -87,14 +94,36 @@ class GatewayMetrics:
         )
 
     def observe(self, record: RequestRecord) -> None:
-        self.requests.labels(record.route, record.model, str(record.status)).inc()
-        if record.prompt_tokens:
-            self.prompt_tokens.labels(record.identity).inc(record.prompt_tokens)
-        if record.completion_tokens:
-            self.completion_tokens.labels(record.identity).inc(record.completion_tokens)
-        self.latency.labels(record.route).observe(record.latency_s)
+        route = self._routes.get(record.route)
+        if route is None:
+            route = self._routes[record.route] = (
+                self.latency.labels(record.route),
+                self.ttfb.labels(record.route),
+            )
+        key = (record.route, record.model, record.status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self.requests.labels(record.route, record.model, str(record.status))
+            if len(self._requests) < LABEL_CACHE_SIZE:
+                self._requests[key] = counter
+        counter.inc()
+        if record.prompt_tokens or record.completion_tokens:
+            prompt, completion = self._identities.get(record.identity) or self._identity(
+                record.identity
+            )
+            if record.prompt_tokens:
+                prompt.inc(record.prompt_tokens)
+            if record.completion_tokens:
+                completion.inc(record.completion_tokens)
+        route[0].observe(record.latency_s)
         if record.ttfb_s is not None:
-            self.ttfb.labels(record.route).observe(record.ttfb_s)
+            route[1].observe(record.ttfb_s)
+
+    def _identity(self, identity: str) -> tuple[Counter, Counter]:
+        pair = (self.prompt_tokens.labels(identity), self.completion_tokens.labels(identity))
+        if len(self._identities) < LABEL_CACHE_SIZE:
+            self._identities[identity] = pair
+        return pair
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

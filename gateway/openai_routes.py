@@ -82,7 +82,7 @@ async def drain_body(max_bytes: int) -> None:
 
 
 def rate_limit_error(exc: RateLimited) -> Response:
-    kind = "tokens" if "(TPM)" in exc.message else "requests"
+    kind = "tokens" if exc.kind == "tokens" else "requests"
     headers = dict(exc.headers)
     headers.setdefault("retry-after", str(max(1, round(exc.retry_after_s))))
     return openai_error(429, exc.message, kind, None, "rate_limit_exceeded", headers=headers)

@@ -14,6 +14,8 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from gateway.accesslog import AccessLog
 from gateway.app import create_admin_app, create_app, create_websocket_app
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.errors import ConfigError
 from gateway.ledger import UsageLedger
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
@@ -58,6 +61,9 @@ def hypercorn_config(
         cfg.alpn_protocols = ["h2", "http/1.1"]
     cfg.graceful_timeout = graceful_s
     cfg.keep_alive_timeout = 75.0  # SDK connection pools reuse connections
+    cfg.keep_alive_max_requests = 1_000_000_000  # never close a busy kept-alive connection
+    cfg.backlog = 2048  # a burst of new connections waits instead of being refused
+    cfg.max_app_queue_size = 64  # request body pieces buffered per request
     cfg.h2_max_concurrent_streams = 256
     cfg.accesslog = None  # our own access log, one JSON line per API request
     cfg.errorlog = logging.getLogger("hypercorn.error")
@@ -73,8 +79,13 @@ class Bound:
     ports: dict[str, int]
 
 
+# Hypercorn stops only after the tunnels drained (every in-flight answer is complete by then),
+# so its own grace period only covers writing the last bytes and closing idle connections.
+HYPERCORN_GRACE_S = 2.0
+
+
 def bind_all(config: GatewayConfig, public: Quart, admin: Quart, ws_app: Quart | None) -> Bound:
-    graceful = float(config.tunnel.drain_timeout_s)
+    graceful = min(float(config.tunnel.drain_timeout_s), HYPERCORN_GRACE_S)
     server = config.server
     cfg, port = hypercorn_config(
         bind_socket(server.listen), cert=server.cert, key=server.key, graceful_s=graceful
@@ -101,6 +112,42 @@ async def run(config: GatewayConfig, *, ready_file: Path | None = None) -> None:
     await serve(config, stop.wait, ready_file=ready_file)
 
 
+@dataclass(slots=True)
+class Parts:
+    """What the API needs besides the tunnel listener; built before anything is started."""
+
+    auth: Authenticator
+    limiter: RateLimiter
+    ledger: UsageLedger
+    access_log: AccessLog
+
+    async def aclose(self) -> None:
+        await self.auth.aclose()
+        await self.limiter.aclose()
+        await self.ledger.aclose()  # writes the usage still held in memory
+        self.access_log.close()
+
+
+async def build_parts(config: GatewayConfig) -> Parts:
+    """Authenticator, limiter, ledger and access log; a problem with any of them (a bad JWKS
+    setting, a limits storage URI, a keys database that cannot be opened) is a ConfigError."""
+    opened: list[Callable[[], Awaitable[None]]] = []
+    try:
+        auth = Authenticator.from_config(config)
+        opened.append(auth.aclose)
+        limiter = RateLimiter.from_config(config)
+        opened.append(limiter.aclose)
+        ledger = UsageLedger.from_config(config)
+        opened.append(ledger.aclose)
+        access_log = AccessLog(config.log.access_log, log_prompts=config.log.log_prompts)
+    except (ValueError, OSError, sqlite3.Error) as exc:
+        for close in reversed(opened):
+            with contextlib.suppress(Exception):
+                await close()
+        raise ConfigError(f"cannot start: {exc}") from None
+    return Parts(auth, limiter, ledger, access_log)
+
+
 async def serve(
     config: GatewayConfig,
     shutdown_trigger: Callable[[], Awaitable[Any]],
@@ -108,22 +155,19 @@ async def serve(
     ready_file: Path | None = None,
 ) -> None:
     drain_s = float(config.tunnel.drain_timeout_s)
+    parts = await build_parts(config)
     listener = Listener(config.tunnel)
-    await listener.start()
-    auth = Authenticator.from_config(config)
-    limiter = RateLimiter.from_config(config)
-    ledger = UsageLedger.from_config(config)
-    access_log = AccessLog(config.log.access_log, log_prompts=config.log.log_prompts)
     try:
+        await listener.start()
         metrics = GatewayMetrics(listener.pool)
         public = create_app(
             config,
             listener.pool,
-            auth,
-            limiter,
-            ledger,
+            parts.auth,
+            parts.limiter,
+            parts.ledger,
             metrics,
-            access_log=access_log,
+            access_log=parts.access_log,
             listener=listener,
         )
         ws_app = create_websocket_app(config, listener) if config.websocket_http_listen else None
@@ -132,10 +176,7 @@ async def serve(
         await _serve_until(bound, shutdown_trigger, ready_file, listener, drain_s)
     finally:
         await listener.aclose(drain_timeout_s=drain_s)  # idempotent; here for early failures
-        await auth.aclose()
-        await limiter.aclose()
-        await ledger.aclose()
-        access_log.close()
+        await parts.aclose()
 
 
 async def _serve_until(
@@ -159,16 +200,52 @@ async def _serve_until(
     try:
         await asyncio.wait([watcher, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        failed_early = {task for task in tasks if task.done()}  # not of our stopping
         log.info("gateway: shutting down (draining tunnels)")
-        stopping.set()
         watcher.cancel()
-        # the tunnels drain while Hypercorn lets in-flight requests finish
-        drain = asyncio.create_task(listener.aclose(drain_timeout_s=drain_s))
-        await asyncio.gather(*tasks, drain, return_exceptions=True)
+        # In-flight requests finish through the draining tunnels first; only then does
+        # Hypercorn stop (stopping it under a connector that still sends breaks its TLS).
+        with contextlib.suppress(Exception):
+            await listener.aclose(drain_timeout_s=drain_s)
+        stopping.set()
+        interrupted = await _stop_servers(tasks, HYPERCORN_GRACE_S + 1.0)
         for task in tasks:
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error
+            if task in interrupted or task.cancelled():
+                continue
+            error = task.exception()
+            if error is None:
+                continue
+            if task not in failed_early and _shutdown_noise(error):
+                log.info("gateway: ignored at shutdown: %s", error)
+                continue
+            raise error
+
+
+async def _stop_servers(
+    tasks: list[asyncio.Task[None]], within_s: float
+) -> set[asyncio.Task[None]]:
+    """Wait for Hypercorn to stop, bounded: it waits for every TLS connection to close, and an
+    idle kept-alive client that never answers our close_notify would hold it for 30 s. Returns
+    the tasks that had to be cancelled (their errors are Hypercorn being interrupted)."""
+    _, pending = await asyncio.wait(tasks, timeout=within_s)
+    if pending:
+        log.info("gateway: closing %d server(s) with connections still open", len(pending))
+        # what Hypercorn leaves behind when interrupted is reported, not raised: only noise now
+        asyncio.get_running_loop().set_exception_handler(_quiet_at_shutdown)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    return pending
+
+
+def _quiet_at_shutdown(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    log.debug("gateway: at shutdown: %s", context.get("message"))
+
+
+def _shutdown_noise(error: BaseException) -> bool:
+    """Errors a peer can cause while we close (e.g. ``APPLICATION_DATA_AFTER_CLOSE_NOTIFY``
+    when a connector still sends after our TLS close_notify): harmless once we are stopping."""
+    return isinstance(error, ssl.SSLError | ConnectionError)
 
 
 def _announce(ports: dict[str, int], ready_file: Path | None) -> None:

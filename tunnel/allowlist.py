@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container
 from urllib.parse import unquote
 
 ALLOWED_PREFIX = "/v1/"
+#: Anywhere in the raw path (query included): controls, space, DEL, backslash, fragment mark.
+FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x20\x7f\\#]")
+#: A ``.`` or ``..`` segment (RFC 3986 section 3.3) in the decoded path, "\\" counting as "/".
+DOT_SEGMENT = re.compile(r"(?:^|[/\\])\.\.?(?=[/\\]|$)")
 
 
 def refusal(upstreams: Container[str], upstream: str, path: str) -> str | None:
@@ -16,13 +21,11 @@ def refusal(upstreams: Container[str], upstream: str, path: str) -> str | None:
 
 
 def path_refusal(path: str) -> str | None:
-    """Only absolute paths under ``/v1/``, with no dot segments, even percent-encoded."""
+    """Only absolute paths under ``/v1/``, with no dot segments, even percent-encoded (twice)."""
     if not path.startswith(ALLOWED_PREFIX):
         return f"path {path!r} is outside /v1/"
-    if any(ord(c) < 0x21 or ord(c) == 0x7F or c in "\\#" for c in path):
+    if FORBIDDEN_CHARACTER.search(path):
         return f"path {path!r} contains characters that are not allowed"
-    route = unquote(unquote(path.split("?", 1)[0]))
-    segments = route.replace("\\", "/").split("/")
-    if any(seg in ("..", ".") for seg in segments):
+    if DOT_SEGMENT.search(unquote(unquote(path.split("?", 1)[0]))):
         return f"path {path!r} contains a dot segment"
     return None

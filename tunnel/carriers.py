@@ -176,14 +176,18 @@ class AutoDialer:
         raise DialError("no carrier got through (" + "; ".join(failures) + ")")
 
     async def better_available(self, cfg: ConnectorConfig) -> str:
-        """Return once a carrier better than the one in use answers (probed at most every
-        ``retry_better_s``); the connector may then drain its tunnel and dial again. Never
-        returns while the best carrier is in use."""
+        """Return once a carrier better than the one in use (the last that worked) answers,
+        probed at most every ``auto_retry_s``; the connector then dials it and drains its old
+        tunnel. Never returns while the best carrier is in use."""
         rungs = ladder(cfg)
         key = (cfg.address, cfg.websocket_url)
+        in_use = min(self._preferred.get(key, 0), len(rungs))
         while True:
             await asyncio.sleep(self._retry_s(cfg))
-            for index in range(min(self._preferred.get(key, 0), len(rungs))):
+            known = self._preferred.get(key, 0)
+            if known < in_use:  # another tunnel of this connector found it meanwhile
+                return rungs[known].name
+            for index in range(in_use):
                 try:
                     probe = await dial_rung(cfg, rungs[index])
                 except TunnelError as exc:

@@ -159,7 +159,9 @@ class ConnectorConfig:
     connections: int = 1
     transport: str = "auto"
     websocket_url: str = ""
-    websocket_http_url: str = ""  # the plain-HTTP rung of "auto" when it is not websocket_url's twin
+    websocket_http_url: str = (
+        ""  # the plain-HTTP rung of "auto" when it is not websocket_url's twin
+    )
     proxy_ca: Path | None = None
     ping_interval_s: float = 15.0
     ping_timeout_s: float = 10.0

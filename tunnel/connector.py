@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
@@ -37,6 +38,9 @@ HELLO_PATH = "/_tunnel/v1/hello"
 READ_BUFSIZE = 256 * 1024
 
 Dialer = Callable[[ConnectorConfig], Awaitable[SecureStream]]
+#: ``dialer.better_available(cfg)`` when a dialer has it (``auto``): returns the name of a better
+#: carrier once one answers; the connector then moves its tunnel there.
+BetterWatch = Callable[[ConnectorConfig], Awaitable[str]]
 DIALERS: dict[str, Dialer] = {"tls": dial_tls}
 
 
@@ -161,6 +165,8 @@ class Connector:
         self._dial = dialer_for(cfg.transport)
         self._forwarder = Forwarder(os.environ if environ is None else environ)
         self._sessions: set[Session] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # tunnels left behind by a move
+        self._better: BetterWatch | None = getattr(self._dial, "better_available", None)
         self._stopping = asyncio.Event()
         self._settings = SessionSettings(
             ping_interval_s=cfg.ping_interval_s,
@@ -181,7 +187,7 @@ class Connector:
             )
             for task in loops:
                 task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*loops, *self._retiring, return_exceptions=True)
         log.info("stopped")
 
     def _label(self, index: int) -> str:
@@ -195,20 +201,28 @@ class Connector:
             healthy_reset_s=cfg.healthy_reset_s,
         )
         label = self._label(index)
+        handover: SecureStream | None = None  # a tunnel already dialled on a better carrier
         while not self._stopping.is_set():
-            try:
-                secure = await self._dial(cfg)
-            except TunnelError as exc:
-                delay = backoff.next_delay()
-                log.warning("%s: cannot connect: %s; retrying in %.1fs", label, exc, delay)
-                await self._pause(delay)
-                continue
+            if handover is None:
+                try:
+                    secure = await self._dial(cfg)
+                except TunnelError as exc:
+                    delay = backoff.next_delay()
+                    log.warning("%s: cannot connect: %s; retrying in %.1fs", label, exc, delay)
+                    await self._pause(delay)
+                    continue
+            else:
+                secure, handover = handover, None
             log.info("%s: connected to %s, waiting for the gateway", label, secure.description)
             backoff.up(time.monotonic())
-            reason = await self._serve(secure, label)
+            reason, handover = await self._serve(secure, label)
             backoff.down(time.monotonic())
             if self._stopping.is_set():
+                if handover is not None:
+                    await handover.aclose()
                 return
+            if handover is not None:
+                continue
             delay = backoff.next_delay()
             log.warning("%s lost: %s; reconnecting in %.1fs", label, reason, delay)
             await self._pause(delay)
@@ -218,20 +232,68 @@ class Connector:
             async with asyncio.timeout(delay_s):
                 await self._stopping.wait()
 
-    async def _serve(self, secure: SecureStream, label: str) -> str:
+    async def _serve(self, secure: SecureStream, label: str) -> tuple[str, SecureStream | None]:
+        """Serve one tunnel until it ends: ``(why, None)``; or until a better carrier took over:
+        ``("moved", the new tunnel)``, the old one then draining in the background."""
+
         async def handle(stream: Stream) -> None:
             await self._handle(stream, secure, label)
 
         session = Session(secure, client_side=False, settings=self._settings, on_request=handle)
         self._sessions.add(session)
+        run = asyncio.create_task(session.run())
+        watcher = None
+        if self._better is not None:
+            watcher = asyncio.create_task(self._dial_better(self._better, label))
         try:
-            reason = await session.run()
-        finally:
-            self._sessions.discard(session)
-        refused = session.peer_goaway_data.decode("utf-8", "replace")
-        if refused.startswith("refused: "):
-            return f"the gateway refused this connector: {refused.removeprefix('refused: ')}"
-        return reason
+            await asyncio.wait([t for t in (run, watcher) if t], return_when=FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            run.cancel()  # the connector is stopping: the session goes with us
+            if watcher is not None:
+                watcher.cancel()
+            raise
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        elif watcher is not None:
+            better, name = watcher.result()
+            if not run.done():
+                self._retire(session, run, name)
+                return "moved", better
+            await better.aclose()
+        self._sessions.discard(session)
+        return _why_it_ended(session, run), None
+
+    async def _dial_better(self, better: BetterWatch, label: str) -> tuple[SecureStream, str]:
+        """Wait for a better carrier, then dial the new tunnel before the old one goes."""
+        while True:
+            try:
+                name = await better(self.cfg)
+            except Exception as exc:  # a broken watch must not end the tunnel
+                log.warning("%s: cannot look for a better carrier: %s", label, exc)
+                await asyncio.Event().wait()  # until the tunnel ends and cancels us
+            log.info("%s: %s is available; moving the tunnel to it", label, name)
+            try:
+                return await self._dial(self.cfg), name
+            except TunnelError as exc:
+                log.warning("%s: cannot move to %s: %s; staying", label, name, exc)
+
+    def _retire(self, session: Session, run: asyncio.Task[str], name: str) -> None:
+        """Drain the tunnel left behind: the gateway sends it nothing new (GOAWAY) and the
+        requests in flight on it finish (up to the longest upstream timeout)."""
+        limit_s = max(
+            [self.cfg.drain_timeout_s, *(u.timeout_s for u in self.cfg.upstreams.values())]
+        )
+
+        async def retire() -> None:
+            try:
+                await session.drain(limit_s, f"moving to {name}")
+                await run
+            finally:
+                self._sessions.discard(session)
+
+        task = asyncio.create_task(retire())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _handle(self, stream: Stream, secure: SecureStream, label: str) -> None:
         head = dict(stream.headers or [])
@@ -253,3 +315,10 @@ class Connector:
 
     def _hello(self) -> bytes:
         return json.dumps({"version": VERSION, "upstreams": sorted(self.cfg.upstreams)}).encode()
+
+
+def _why_it_ended(session: Session, run: asyncio.Task[str]) -> str:
+    refused = session.peer_goaway_data.decode("utf-8", "replace")
+    if refused.startswith("refused: "):
+        return f"the gateway refused this connector: {refused.removeprefix('refused: ')}"
+    return "stopped" if run.cancelled() else run.result()

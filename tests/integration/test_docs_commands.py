@@ -11,8 +11,9 @@ The marker is the fenced block's info string (GitHub ignores the words after the
   connector's config loader.
 - ```` ```sh live ```` / ```` ```python live ````: needs a running gateway: each runs on its own
   against the demo's (`scripts/demo.py`), with `OPENAI_BASE_URL`, `OPENAI_API_KEY` set, the
-  gateway's `ca.crt` in the current directory, and 127.0.0.1:9100 (the admin listener) pointing at
-  the demo's.
+  gateway's `ca.crt` in the current directory, 127.0.0.1:9100 (the admin listener) pointing at
+  the demo's, and the demo's connector config as /etc/llm-connector/connector.toml (moved under
+  the scratch directory), so that `connector doctor -c ...` checks the demo's tunnel for real.
 
 A page's `test` blocks may build on another page's: operations.md starts where quickstart.md ends.
 """
@@ -162,6 +163,7 @@ class LiveGateway:
     key: str
     ca: Path
     admin: str  # host:port of the admin listener
+    connector_toml: Path  # the demo's connector config (its relative paths are to its directory)
 
 
 def _read_demo_until_running(demo: subprocess.Popen[str]) -> str:
@@ -203,6 +205,7 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatew
                 key=_field(output, r"^API key  : (\S+)$"),
                 ca=Path(_field(output, r"^CA file  : (\S+)$")),
                 admin=_field(output, r"metrics http://(127\.0\.0\.1:\d+)/metrics"),
+                connector_toml=work / "connector.toml",
             )
         finally:
             demo.send_signal(signal.SIGINT)
@@ -210,6 +213,26 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatew
                 demo.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 demo.kill()
+
+
+def install_connector_toml(demo_toml: Path, root: Path) -> Path:
+    """The demo's connector config at ROOT/etc/llm-connector/connector.toml, its relative paths
+    made absolute (they are relative to the file, and the file moved)."""
+
+    def absolute(match: re.Match[str]) -> str:
+        return f'{match[1]} = "{demo_toml.parent / match[2]}"'
+
+    text = re.sub(r'^(ca|cert|key) = "(?!/)([^"]*)"$', absolute, demo_toml.read_text(), flags=re.M)
+    path = Path(moved("/etc/llm-connector/connector.toml", root))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_doctor_command_of_the_docs_is_run_live() -> None:
+    """`connector doctor` used to be left out (a flaky TLS accept in the listener); no more."""
+    doctor = [b for b in live_blocks() if "connector doctor -c" in b.body]
+    assert any(b.page == "troubleshooting.md" for b in doctor), [b.where for b in doctor]
 
 
 def live_blocks() -> list[Block]:
@@ -224,7 +247,8 @@ def test_live_command_works_against_a_running_gateway(
     if re.search(r"\bnode\b", block.body) and shutil.which("node") is None:
         pytest.skip("node is not installed")
     shutil.copyfile(live_gateway.ca, tmp_path / "ca.crt")
-    body = block.body.replace("127.0.0.1:9100", live_gateway.admin)
+    install_connector_toml(live_gateway.connector_toml, tmp_path)
+    body = moved(block.body, tmp_path).replace("127.0.0.1:9100", live_gateway.admin)
     argv = ["bash", "-euo", "pipefail", "-c", body]
     if block.lang == "python":
         argv = [sys.executable, "-c", body]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +26,7 @@ DEFAULTS = LimitDefaults(rpm=60, tpm=1000, concurrency=4)
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[KeyStore, Authenticator]]:
     admin = KeyStore(tmp_path / "gw.db")
-    auth = Authenticator(KeyStore(tmp_path / "gw.db"), None, DEFAULTS)
+    auth = Authenticator(KeyStore(tmp_path / "gw.db"), None, DEFAULTS, recheck_s=0.0)
     yield admin, auth
     await auth.aclose()
     admin.close()
@@ -75,6 +77,30 @@ async def test_revocation_seen_by_running_authenticator(
     admin.revoke("alice")  # another connection, as `gateway keys revoke` would be
     with pytest.raises(AuthError):
         await auth.authenticate(f"Bearer {secret}")
+
+
+async def test_revocation_seen_within_the_recheck_interval(tmp_path: Path) -> None:
+    admin = KeyStore(tmp_path / "gw.db")
+    auth = Authenticator(KeyStore(tmp_path / "gw.db"), None, DEFAULTS, recheck_s=0.05)
+    try:
+        secret = admin.create("alice")
+        assert (await auth.authenticate(f"Bearer {secret}")).name == "alice"
+        admin.revoke("alice")
+        # served from the cache until the next data_version check, refused from then on
+        refused_after = None
+        started = time.monotonic()
+        for _ in range(200):
+            try:
+                await auth.authenticate(f"Bearer {secret}")
+            except AuthError:
+                refused_after = time.monotonic() - started
+                break
+            await asyncio.sleep(0.005)
+        assert refused_after is not None
+        assert refused_after < 0.5
+    finally:
+        await auth.aclose()
+        admin.close()
 
 
 async def test_new_key_seen_after_a_cached_miss(setup: tuple[KeyStore, Authenticator]) -> None:

@@ -145,6 +145,10 @@ JWT = {"issuer": "https://idp", "audience": "llm", "jwks_url": "https://idp/cert
             minimal(auth={"jwt": [{**JWT, "algorithms": ["none"]}]}),
             "auth.jwt[0].algorithms: unsupported algorithm 'none'",
         ),
+        (
+            minimal(auth={"jwt": [{**JWT, "algorithms": ["RS256", "HS256"]}]}),
+            "auth.jwt[0].algorithms: unsupported algorithm 'HS256'",
+        ),
         (minimal(limits={"storage": "mongodb://x"}), "limits.storage: expected"),
         (minimal(limits={"rpm": -1}), "limits.rpm: must be at least 0"),
         (minimal(limits={"burst": 1}), "limits.burst: unknown key"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, ladder
 from tunnel.config import ConnectorConfig, ListenerConfig
 from tunnel.errors import ConfigError
 
@@ -143,3 +144,51 @@ def test_tunnel_table_requires_its_certificates(tmp_path: Path) -> None:
     table = {k: v for k, v in LISTENER.items() if k != "cert"}
     with pytest.raises(ConfigError, match=r"tunnel\.cert: is required"):
         ListenerConfig.from_table(table, tmp_path)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Notepad writes one at the start of a UTF-8 file; tomllib alone refuses it."""
+    path = tmp_path / "connector.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + CONNECTOR_TOML.encode())
+    assert ConnectorConfig.load(path).server_name == "minipc.example.org"
+    path.write_bytes(CONNECTOR_TOML.encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"^connector\.toml: not valid UTF-8"):
+        ConnectorConfig.load(path)
+
+
+def test_websocket_http_url_and_auto_retry(tmp_path: Path) -> None:
+    text = CONNECTOR_TOML.replace(
+        "ping_interval_s = 15",
+        'ping_interval_s = 15\nwebsocket_http_url = "http://minipc.example.org:8080/t"\n'
+        "auto_retry_s = 1.5",
+    )
+    cfg = ConnectorConfig.load(write(tmp_path, text))
+    assert cfg.websocket_http_url == "http://minipc.example.org:8080/t"
+    assert cfg.auto_retry_s == 1.5
+    assert [(r.name, r.url) for r in ladder(cfg)] == [
+        (TLS, ""),
+        (WS_HTTPS, "https://minipc.example.org/.well-known/llm-tunnel"),
+        (WS_HTTP, "http://minipc.example.org:8080/t"),  # not the https URL's port-80 twin
+    ]
+    defaults = ConnectorConfig.load(write(tmp_path, CONNECTOR_TOML))
+    assert (defaults.websocket_http_url, defaults.auto_retry_s) == ("", 300.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "words"),
+    [
+        ('websocket_http_url = "https://h/t"', "gateway.websocket_http_url", "http:// or ws://"),
+        ('websocket_http_url = "http:///t"', "gateway.websocket_http_url", "has no host"),
+        ("websocket_http_url = 8080", "gateway.websocket_http_url", "must be a string"),
+        ('websocket_url = "ftp://h/t"', "gateway.websocket_url", "https:// or http://"),
+        ("auto_retry_s = 0", "gateway.auto_retry_s", "positive number"),
+    ],
+)
+def test_bad_websocket_urls_name_their_key(tmp_path: Path, line: str, key: str, words: str) -> None:
+    text = CONNECTOR_TOML.replace("ping_interval_s = 15", f"ping_interval_s = 15\n{line}")
+    if line.startswith("websocket_url"):
+        text = text.replace('websocket_url = "https://minipc', '# websocket_url = "https://')
+    with pytest.raises(ConfigError) as caught:
+        ConnectorConfig.load(write(tmp_path, text))
+    assert str(caught.value).startswith(f"connector.toml: {key}: ")
+    assert words in str(caught.value)

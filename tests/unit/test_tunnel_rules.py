@@ -1,14 +1,21 @@
-"""Sans-IO rules of the tunnel: headers, allow-list, backoff, proxy selection and CONNECT."""
+"""Sans-IO rules of the tunnel: headers, allow-list, backoff, proxy selection and CONNECT, and
+when ``auto`` moves a tunnel to a better carrier."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
+from pathlib import Path
 
 import pytest
 
+from tunnel import carriers
 from tunnel.allowlist import path_refusal, refusal
 from tunnel.backoff import Backoff
+from tunnel.carriers import TLS, WS_HTTP, AutoDialer, Rung
+from tunnel.config import ConnectorConfig
+from tunnel.errors import ProxyRefusedError
 from tunnel.headers import filter_headers, response_headers, upstream_request_headers
 from tunnel.proxy import (
     ProxySpec,
@@ -64,7 +71,18 @@ def test_response_headers_are_filtered_too() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/chat/completions", "/v1/models", "/v1/embeddings?x=1", "/v1/models/Qwen%2FQwen3"],
+    [
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/embeddings?x=1",
+        "/v1/models/Qwen%2FQwen3",
+        "/v1//x",  # an empty segment is no way out of /v1/
+        "/v1/x?next=../admin",  # the query is not part of the path the upstream routes on
+        "/v1/x?a=1&b=%2e%2e",
+        "/v1/files/a..b",  # dots inside a name are not a dot segment
+        "/v1/.well-known",
+        "/v1/...",
+    ],
 )
 def test_paths_under_v1_are_allowed(path: str) -> None:
     assert path_refusal(path) is None
@@ -84,6 +102,21 @@ def test_paths_under_v1_are_allowed(path: str) -> None:
         ("/v1/./models", "dot segment"),
         ("/v1/a b", "not allowed"),
         ("/v1/a\\..\\b", "not allowed"),
+        ("/v1/../x", "dot segment"),
+        ("/v1/%2e%2e/", "dot segment"),
+        ("/v1/%2E%2e", "dot segment"),
+        ("/v1/%2e", "dot segment"),
+        ("/v1/x/..", "dot segment"),
+        ("/v1/x/..?a=1", "dot segment"),
+        ("/v1/%5c..%5cadmin", "dot segment"),
+        ("/v1/%2f..%2fadmin", "dot segment"),
+        ("/v2/x", "outside /v1/"),
+        ("/v1?x=1", "outside /v1/"),
+        ("/V1/models", "outside /v1/"),
+        ("/v1/models#frag", "not allowed"),
+        ("/v1/models?q=a b", "not allowed"),
+        ("/v1/a\tb", "not allowed"),
+        ("/v1/a\x7fb", "not allowed"),
     ],
 )
 def test_other_paths_are_refused(path: str, words: str) -> None:
@@ -168,3 +201,70 @@ def test_connect_response_status_line() -> None:
     )
     assert parse_connect_response(b"HTTP/1.1 403 Forbidden\r\nServer: squid\r\n\r\n")[0] == 403
     assert parse_connect_response(b"garbage\r\n\r\n") == (0, "garbage")
+
+
+def _auto_cfg(retry_s: float) -> ConnectorConfig:
+    gateway = {
+        "address": "minipc.example.org:443",
+        "ca": "ca.crt",
+        "cert": "c.crt",
+        "key": "c.key",
+        "websocket_url": "http://minipc.example.org:8080/t",
+        "auto_retry_s": retry_s,
+    }
+    data = {"gateway": gateway, "upstreams": {"office-llm": {"url": "http://10.0.0.1:4000"}}}
+    return ConnectorConfig.from_dict(data, Path("/tmp"))
+
+
+async def test_a_better_carrier_is_probed_every_auto_retry_s_and_found_once_for_all_tunnels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = _auto_cfg(0.01)
+    tried: list[str] = []
+    tls_opens = asyncio.Event()
+
+    class _Probe:
+        async def aclose(self) -> None:
+            pass
+
+    async def fake_dial(cfg: ConnectorConfig, rung: Rung) -> _Probe:
+        tried.append(rung.name)
+        if rung.name == TLS and not tls_opens.is_set():
+            raise ProxyRefusedError("HTTP/1.1 403 Forbidden")
+        return _Probe()
+
+    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    auto = AutoDialer()  # the interval comes from the config's auto_retry_s
+    assert await auto(cfg) is not None  # tls refused, websocket via plain HTTP works
+    assert auto.last_used == WS_HTTP
+    first = asyncio.create_task(auto.better_available(cfg))  # two tunnels on the worse carrier
+    second = asyncio.create_task(auto.better_available(cfg))
+    async with asyncio.timeout(5):
+        while tried.count(TLS) < 4:
+            await asyncio.sleep(0.01)
+        assert not first.done()
+        assert not second.done()
+        tls_opens.set()
+        assert list(await asyncio.gather(first, second)) == [TLS, TLS]
+    assert tried.count(WS_HTTP) == 1  # the watch never probes what is already in use
+    assert await asyncio.wait_for(auto(cfg), 1) is not None
+    assert auto.last_used == TLS
+
+
+async def test_no_watch_ends_while_the_best_carrier_is_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried: list[str] = []
+
+    async def fake_dial(cfg: ConnectorConfig, rung: Rung) -> object:
+        tried.append(rung.name)
+        raise AssertionError("nothing better than tls to probe")
+
+    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    watch = asyncio.create_task(AutoDialer().better_available(_auto_cfg(0.01)))
+    await asyncio.sleep(0.1)
+    assert not watch.done()
+    watch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watch
+    assert tried == []
