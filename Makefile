@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck unit integration bench demo venv system clean
+.PHONY: test lint typecheck unit integration bench demo venv system clean coverage
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ demo: venv system
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+
+# Branch coverage of the in-process code (subprocesses such as `connector run` are not traced).
+coverage: venv system
+	$(BIN)/pytest --cov=tunnel --cov=pki --cov=gateway --cov-branch --cov-report=term-missing:skip-covered $(PYTEST_ARGS)

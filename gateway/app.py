@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.accesslog import AccessLog
 from gateway.config import GatewayConfig, Network
 from gateway.errors import openai_error
+from gateway.fastpath import ApiFastPath
 from gateway.metrics import GatewayMetrics
 from gateway.models import ModelCatalog, ModelMap
 from gateway.openai_routes import (
@@ -71,6 +72,9 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     add_health_routes(app, pool)
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
+    # the API routes skip Quart's per-request machinery (the hot path); the rest is Quart's
+    fast = ApiFastPath(cast("Any", app.asgi_app), routes)
+    app.asgi_app = cast("Any", fast)  # type: ignore[method-assign]
     _trust_forwarded_for(app, config.server.trusted_proxies)
     return app
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from quart import Quart, Response, g, jsonify, request
@@ -33,6 +35,19 @@ from gateway.ratelimit import RateLimited, estimate_tokens
 DRAIN_TIMEOUT_S: Final = 5.0
 DRAIN_FACTOR: Final = 4
 API_ROUTES: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One API request as the handler needs it, whoever parsed it (Quart or the fast path)."""
+
+    route: str
+    authorization: str | None
+    headers: list[tuple[str, str]]
+    remote: str
+    request_id: str
+    read_body: Callable[[int], Awaitable[bytes]]  # the body, or PayloadTooLargeError past limit
+    drain: Callable[[int], Awaitable[None]]  # read and drop what is left of the body
 
 
 class AuthenticatorLike(Protocol):
@@ -110,6 +125,8 @@ class OpenAIRoutes:
         self.forwarder = forwarder
 
     def register(self, app: Quart) -> None:
+        """The routes on ``app``. The POST API routes are also served without Quart by
+        :class:`gateway.fastpath.ApiFastPath` (see :func:`gateway.app.create_app`)."""
         for path in API_ROUTES:
             app.add_url_rule(path, path, self._api_view(path), methods=["POST"])
         app.add_url_rule("/v1/models", "models", self.list_models, methods=["GET"])
@@ -126,14 +143,28 @@ class OpenAIRoutes:
         return await self.auth.authenticate(request.headers.get("authorization"))
 
     async def handle(self, route: str) -> Response:
+        """The Quart view of an API route."""
+        call = ApiCall(
+            route=route,
+            authorization=request.headers.get("authorization"),
+            headers=list(request.headers.items()),
+            remote=request.remote_addr or "-",
+            request_id=request_id(),
+            read_body=read_body_limited,
+            drain=drain_body,
+        )
+        return await self.handle_call(call)
+
+    async def handle_call(self, call: ApiCall) -> Response:
+        """Auth -> body -> model -> limits -> forward, for one API request."""
         try:
-            identity = await self._identity()
+            identity = await self.auth.authenticate(call.authorization)
         except AuthError as exc:
-            await drain_body(self.max_body_bytes)
+            await call.drain(self.max_body_bytes)
             return auth_error(exc)
         try:
-            raw = await read_body_limited(self.max_body_bytes)
-            body = parse_body(raw, route)
+            raw = await call.read_body(self.max_body_bytes)
+            body = parse_body(raw, call.route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except RateLimited as exc:
@@ -142,22 +173,22 @@ class OpenAIRoutes:
             return exc.to_response()
         stream = wants_stream(body)
         ex = Exchange(
-            request_id=request_id(),
-            route=route,
+            request_id=call.request_id,
+            route=call.route,
             model=resolved.name,
             identity=identity.name,
-            remote=request.remote_addr or "-",
+            remote=call.remote,
             stream=stream,
             admission=admission,
             prompt=prompt_of(body) if self.forwarder.s.access_log.log_prompts else None,
         )
         drop_usage = stream and not client_asked_usage(body)
-        upstream = upstream_body(raw, body, route, resolved)
+        upstream = upstream_body(raw, body, call.route, resolved)
         try:
             response = await self.forwarder.forward(
                 ex,
                 resolved,
-                forward_headers(request.headers.items()),
+                forward_headers(call.headers),
                 upstream,
                 drop_usage_chunk=drop_usage,
             )
