@@ -122,6 +122,7 @@ class ApiRequest:
             self.finished = True
             if self.watcher is not None:
                 self.watcher.cancel()
+            self.watcher = self.task = None  # no cycle through the tasks' frames
 
     # ----------------------------------------------------------------- request body
 

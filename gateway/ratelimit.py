@@ -240,6 +240,8 @@ class RateLimiter:
         tpm = _item(identity.tpm)
         if tpm is None or tokens <= 0:
             return
+        if tokens <= tpm.amount and await self._tokens.hit(tpm, _key(identity), cost=tokens):
+            return  # the usual case: it fits, one storage call
         for _ in range(_CHARGE_ATTEMPTS):
             state = await self._state(self._tokens, tpm, _key(identity))
             cost = min(tokens, state.remaining)

@@ -32,6 +32,7 @@ from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.ledger import UsageLedger
+from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from tunnel.listener import Listener
@@ -109,6 +110,7 @@ async def run(config: GatewayConfig, *, ready_file: Path | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # Windows
             loop.add_signal_handler(sig, stop.set)
+    install_from_env(loop)  # GATEWAY_TRACEMALLOC: allocation growth on SIGUSR1
     await serve(config, stop.wait, ready_file=ready_file)
 
 

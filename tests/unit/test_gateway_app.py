@@ -281,3 +281,78 @@ NETS = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.1/32
 )
 def test_client_address(peer: str, xff: str | None, expected: str) -> None:
     assert client_address(peer, xff, NETS) == expected
+
+
+# --------------------------------------------------------------------------- the ASGI fast path
+
+
+class AsgiClient:
+    """Drives ``app.asgi_app`` with raw ASGI messages (what Hypercorn does)."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for message in messages:
+            self.incoming.put_nowait(message)
+        self.sent: list[dict[str, Any]] = []
+        self.got_body = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body":
+            self.got_body.set()
+
+
+def http_scope(path: str, method: str = "POST") -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "https", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 443),
+        "headers": [(b"authorization", b"Bearer good"), (b"content-type", b"application/json")],
+    }  # fmt: skip
+
+
+async def test_fast_path_body_in_pieces_one_answer_message(rig: Rig) -> None:
+    answer = {"model": UP, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    rig.pool.response = FakeResponse(200, "application/json", [json.dumps(answer).encode()])
+    raw = json.dumps(CHAT).encode()
+    client = AsgiClient([
+        {"type": "http.request", "body": raw[:10], "more_body": True},
+        {"type": "http.request", "body": raw[10:], "more_body": False},
+    ])  # fmt: skip
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    start, body = client.sent  # the head, then the whole answer in one message
+    assert start["status"] == 200
+    headers = dict(start["headers"])
+    assert headers[b"x-request-id"].startswith(b"req_")
+    assert headers[b"x-ratelimit-limit-requests"] == b"60"
+    assert json.loads(body["body"])["model"] == "qwen3-coder"
+    assert body["more_body"] is False
+    assert json.loads(rig.pool.sent[-1][3]) == {**CHAT, "model": UP}
+    assert rig.ledger.rows == [("alice", "qwen3-coder", 3, 4)]
+
+
+async def test_fast_path_client_gone_mid_stream_cancels_and_frees(rig: Rig) -> None:
+    rig.pool.response = FakeResponse(200, "text/event-stream", [chunk("a"), 30.0, chunk("b")])
+    body = json.dumps({**CHAT, "stream": True}).encode()
+    client = AsgiClient([{"type": "http.request", "body": body, "more_body": False}])
+    task = asyncio.ensure_future(
+        rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    )
+    async with asyncio.timeout(5):
+        await client.got_body.wait()  # the first chunk is out; the upstream is now silent
+        client.incoming.put_nowait({"type": "http.disconnect"})
+        await task  # returns (not cancelled): the request is over
+    assert rig.limiter.admissions[0].released
+    assert rig.pool.response.closed
+    line = json.loads(rig.log_path.read_text().splitlines()[-1])
+    assert line["status"] == 499
+
+
+async def test_fast_path_leaves_other_routes_to_quart(rig: Rig) -> None:
+    client = AsgiClient([{"type": "http.request", "body": b"", "more_body": False}])
+    await rig.app.asgi_app(http_scope("/v1/chat/completions", "GET"), client.receive, client.send)
+    assert client.sent[0]["status"] == 405  # Quart's answer, in OpenAI's shape
+    assert b'"error"' in b"".join(m.get("body", b"") for m in client.sent)
