@@ -254,6 +254,8 @@ def load_config(path: Path) -> GatewayConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return config_from_table(data, path.resolve())
@@ -427,5 +429,16 @@ def check_files(cfg: GatewayConfig) -> None:
     for key, path in files:
         if path is not None and not path.is_file():
             raise ConfigError(f"{key}: file not found: {path}")
-    if not cfg.auth.keys_db.parent.is_dir():
-        raise ConfigError(f"auth.keys_db: folder not found: {cfg.auth.keys_db.parent}")
+    _check_keys_db(cfg.auth.keys_db)
+
+
+def _check_keys_db(path: Path) -> None:
+    """``keys_db``'s folder is created on first use (``serve`` and ``keys`` alike), so only a
+    path that can never become a folder is refused: a file where a folder is needed."""
+    if path.is_dir():
+        raise ConfigError(f"auth.keys_db: is a folder, expected a file path: {path}")
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"auth.keys_db: not a folder: {folder}")
+            return

@@ -186,9 +186,14 @@ def _records_table(records: list[KeyRecord]) -> str:
     return format_table(headers, rows)
 
 
+MAX_LIMIT = 2**53  # past this SQLite's INTEGER and the limiter's arithmetic overflow
+
+
 def _non_negative(text: str) -> int:
-    if not text.isdigit():
+    if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    if len(text) > 20 or int(text) > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected a whole number <= {MAX_LIMIT}, got {text!r}")
     return int(text)
 
 

@@ -8,6 +8,9 @@ command -v squid >/dev/null 2>&1 && squid -v 2>/dev/null | grep -q -- '--with-op
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # deploy units are verified
+command -v node >/dev/null 2>&1 || need+=(nodejs)               # the Node SDK line in docs/clients.md
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -3,6 +3,7 @@ process group that stops whatever a test started. All are function-scoped and al
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,16 @@ if TYPE_CHECKING:
 def _require(program: str) -> None:
     if shutil.which(program) is None and not Path("/usr/sbin", program).exists():
         pytest.skip(f"{program} is not installed")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI (``CI`` set), a test skipped because a program is missing is a failure: `make
+    test` installs every program the tests use, so such a skip would hide an unchecked feature."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CI") and report.skipped and "is not installed" in str(report.longrepr):
+        report.outcome = "failed"
 
 
 @pytest.fixture
