@@ -28,6 +28,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SERIAL_BITS = 128
 # Leaves start slightly in the past so a peer whose clock lags a little still accepts them.
 CLOCK_SKEW = dt.timedelta(minutes=5)
+# The longest validity any --days may ask for (100 years): far beyond any sane use, and far
+# below where date arithmetic overflows or X.509 GeneralizedTime (years up to 9999) ends.
+MAX_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,23 @@ def parse_ips(values: Iterable[str]) -> tuple[IPAddress, ...]:
 
 
 def check_days(days: int) -> int:
-    """Return DAYS if it is a positive whole number, else raise PKIError."""
+    """Return DAYS if it is a whole number from 1 to MAX_DAYS, else raise PKIError."""
     if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
         raise PKIError(f"bad --days {days!r}: give a whole number of days above 0")
+    if days > MAX_DAYS:
+        raise PKIError(f"bad --days {days}: at most {MAX_DAYS} (100 years)")
     return days
+
+
+def add_days(start: dt.datetime, days: int) -> dt.datetime:
+    """START + DAYS, as PKIError (not OverflowError) if that falls outside the calendar."""
+    try:
+        end = start + dt.timedelta(days=days)
+    except OverflowError:
+        raise PKIError(f"bad --days {days}: the end date would fall past the year 9999") from None
+    if end.year > 9999:  # X.509 GeneralizedTime stops at 9999
+        raise PKIError(f"bad --days {days}: the end date would fall past the year 9999")
+    return end
 
 
 def random_serial() -> int:
@@ -113,7 +129,7 @@ def build_ca_cert(
         .public_key(public)
         .serial_number(random_serial())
         .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(add_days(now, days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -192,7 +208,7 @@ def build_crl(
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_cert.subject)
         .last_update(now)
-        .next_update(now + dt.timedelta(days=days))
+        .next_update(add_days(now, days))
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(_aki(ca_cert), critical=False)
     )

@@ -30,6 +30,7 @@ Status = Literal["valid", "expiring", "expired", "revoked"]
 CA_DAYS = 3650
 LEAF_DAYS = 397
 CRL_DAYS = 7
+MAX_DAYS = _build.MAX_DAYS
 EXPIRING_WITHIN = dt.timedelta(days=30)
 CA_CERT, CA_KEY, CRL, INDEX, LOCK = "ca.crt", "ca.key", "crl.pem", "index.json", ".lock"
 _PRIVATE, _PUBLIC = 0o600, 0o644
@@ -210,7 +211,7 @@ class CA:
         if not_before is not None and not_before.tzinfo is None:
             not_before = not_before.replace(tzinfo=dt.UTC)  # naive times are taken as UTC
         start = not_before or now
-        not_after = start + dt.timedelta(days=days)
+        not_after = _build.add_days(start, days)
         ca_end = self.cert.not_valid_after_utc
         if not_after > ca_end:
             raise PKIError(f"--days {days} would outlive the CA (it ends {ca_end:%Y-%m-%d})")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pki.ca import CA, CA_DAYS, CRL_DAYS, LEAF_DAYS, CertRecord
+from pki.ca import CA, CA_DAYS, CRL_DAYS, LEAF_DAYS, MAX_DAYS, CertRecord
 from pki.errors import PKIError
 
 PROG = "pki"
@@ -38,6 +38,8 @@ def _days(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give a number of days above 0")
+    if value > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_DAYS} days (100 years)")
     return value
 
 

@@ -14,7 +14,7 @@ from gateway.identity import Identity
 from gateway.ratelimit import RateLimited, RateLimiter
 from tests.support.redisproc import RedisServer
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 
 @pytest.fixture
