@@ -1,13 +1,15 @@
 """The OpenAI routes: auth -> body -> model -> limits -> forward; ``/v1/models``.
 
-Every answer (errors included) carries ``x-request-id`` and, once admitted, the limiter's
-``x-ratelimit-*`` headers. Errors are in OpenAI's shape, with OpenAI's codes.
+Every answer (errors included) carries ``x-request-id`` and, once the caller is known, the
+limiter's ``x-ratelimit-*`` headers (read without being charged when the request is not
+admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with OpenAI's codes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,12 +27,14 @@ from gateway.proxying import (
     Forwarder,
     client_asked_usage,
     forward_headers,
-    parse_body,
     prompt_of,
     upstream_body,
     wants_stream,
 )
 from gateway.ratelimit import RateLimited, estimate_tokens
+from gateway.request_body import parse_body
+
+log = logging.getLogger("gateway.routes")
 
 DRAIN_TIMEOUT_S: Final = 5.0
 DRAIN_FACTOR: Final = 4
@@ -56,6 +60,7 @@ class AuthenticatorLike(Protocol):
 
 class LimiterLike(Protocol):
     async def admit(self, identity: Identity, requested_tokens: int) -> AdmissionLike: ...
+    async def headers_for(self, identity: Identity) -> dict[str, str]: ...
 
 
 def new_request_id() -> str:
@@ -170,7 +175,7 @@ class OpenAIRoutes:
         except RateLimited as exc:
             return rate_limit_error(exc)
         except GatewayError as exc:
-            return exc.to_response()
+            return exc.to_response(await self._limit_headers(identity))
         stream = wants_stream(body)
         ex = Exchange(
             request_id=call.request_id,
@@ -197,20 +202,37 @@ class OpenAIRoutes:
         response.headers.update(admission.headers)
         return response
 
+    async def _limit_headers(self, identity: Identity) -> dict[str, str]:
+        """The identity's ``x-ratelimit-*`` headers as they stand, nothing consumed: for the
+        answers that are not admitted (400, 404, 413, ``/v1/models``)."""
+        try:
+            return await self.limiter.headers_for(identity)
+        except Exception:  # the limit storage is down: the answer itself still goes out
+            log.exception("reading the rate limit state failed")
+            return {}
+
     async def list_models(self) -> Response:
         try:
             identity = await self._identity()
         except AuthError as exc:
             return auth_error(exc)
         data = await self.catalog.listing(identity.models)
-        return jsonify({"object": "list", "data": data})
+        response = jsonify({"object": "list", "data": data})
+        response.headers.update(await self._limit_headers(identity))
+        return response
 
     async def get_model(self, model_id: str) -> Response:
         try:
             identity = await self._identity()
-            await self.catalog.resolve(model_id, identity.models)
         except AuthError as exc:
             return auth_error(exc)
+        response = await self._model_entry(model_id, identity)
+        response.headers.update(await self._limit_headers(identity))
+        return response
+
+    async def _model_entry(self, model_id: str, identity: Identity) -> Response:
+        try:
+            await self.catalog.resolve(model_id, identity.models)
         except GatewayError as exc:
             return exc.to_response()
         for entry in await self.catalog.listing(identity.models):

@@ -1,6 +1,6 @@
 """Forwarding one admitted API request through the tunnel, and accounting for it once.
 
-The request side (:func:`parse_body`, :func:`upstream_body`, :func:`forward_headers`) is pure.
+The request side (:func:`upstream_body`, :func:`forward_headers`) is pure.
 :class:`Forwarder` awaits the response head, then either answers a complete JSON body (model
 rewritten, usage read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`.
 Whatever happens (end, error, client gone), :meth:`Exchange.finish` runs exactly once: the
@@ -24,7 +24,6 @@ from quart import Response
 from gateway.accesslog import AccessLog
 from gateway.errors import (
     GatewayError,
-    InvalidRequestError,
     TunnelUnavailableError,
     UpstreamFailedError,
     sse_error_event,
@@ -38,12 +37,6 @@ from tunnel.errors import NoTunnelError, TunnelError
 log = logging.getLogger("gateway.proxy")
 
 FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
-REQUIRED_FIELDS: Final = {
-    "/v1/chat/completions": ("model", "messages"),
-    "/v1/completions": ("model", "prompt"),
-    "/v1/embeddings": ("model", "input"),
-    "/v1/responses": ("model",),
-}
 USAGE_OPTION_ROUTES: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -67,35 +60,6 @@ class LedgerLike(Protocol):
 # --------------------------------------------------------------------------- request side
 
 
-def parse_body(raw: bytes, route: str) -> Json:
-    """The JSON object of an API request; 400 naming the ``param`` when it is not usable."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidRequestError(
-            "We could not parse the JSON body of your request. The API expects a JSON payload, "
-            "but what was sent was not valid JSON."
-        ) from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    for name in REQUIRED_FIELDS.get(route, ("model",)):
-        if body.get(name) is None:
-            raise _invalid(
-                f"Missing required parameter: '{name}'.", name, "missing_required_parameter"
-            )
-    if not isinstance(body["model"], str):
-        raise _invalid("Invalid type for 'model': expected a string.", "model", "invalid_type")
-    if not isinstance(body.get("stream", False), bool | None):
-        raise _invalid("Invalid type for 'stream': expected a boolean.", "stream", "invalid_type")
-    return body
-
-
-def _invalid(message: str, param: str, code: str) -> InvalidRequestError:
-    error = InvalidRequestError(message, param=param)
-    error.code = code
-    return error
-
-
 def wants_stream(body: Mapping[str, Any]) -> bool:
     return body.get("stream") is True
 
@@ -114,11 +78,8 @@ def upstream_body(raw: bytes, body: Json, route: str, resolved: ResolvedModel) -
         body["model"] = resolved.model
         changed = True
     if route in USAGE_OPTION_ROUTES and wants_stream(body) and not client_asked_usage(body):
-        options = body.get("stream_options")
-        body["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
+        options = body.get("stream_options") or {}  # parse_body made sure it is an object
+        body["stream_options"] = {**options, "include_usage": True}
         changed = True
     if not changed:
         return raw

@@ -95,12 +95,9 @@ def check_days(days: int) -> int:
 def add_days(start: dt.datetime, days: int) -> dt.datetime:
     """START + DAYS, as PKIError (not OverflowError) if that falls outside the calendar."""
     try:
-        end = start + dt.timedelta(days=days)
-    except OverflowError:
+        return start + dt.timedelta(days=days)
+    except OverflowError:  # datetime (like X.509 GeneralizedTime) stops at the year 9999
         raise PKIError(f"bad --days {days}: the end date would fall past the year 9999") from None
-    if end.year > 9999:  # X.509 GeneralizedTime stops at 9999
-        raise PKIError(f"bad --days {days}: the end date would fall past the year 9999")
-    return end
 
 
 def random_serial() -> int:

@@ -141,6 +141,7 @@ class Pool:
 
     def __init__(self) -> None:
         self._tunnels: dict[str, Tunnel] = {}
+        self._turn = itertools.count()
 
     def add(self, tunnel: Tunnel) -> None:
         self._tunnels[tunnel.tunnel_id] = tunnel
@@ -149,15 +150,14 @@ class Pool:
         self._tunnels.pop(tunnel.tunnel_id, None)
 
     def pick(self, upstream: str) -> Tunnel:
-        best: Tunnel | None = None
-        for tunnel in self._tunnels.values():
-            if tunnel.usable_for(upstream) and (
-                best is None or tunnel.session.active_streams < best.session.active_streams
-            ):
-                best = tunnel
-        if best is None:
+        """The usable tunnel with the fewest active streams; ties taken in turn, so that idle
+        tunnels share short requests instead of the first one getting them all."""
+        usable = [t for t in self._tunnels.values() if t.usable_for(upstream)]
+        if not usable:
             raise NoTunnelError(upstream)
-        return best
+        fewest = min(t.session.active_streams for t in usable)
+        tied = [t for t in usable if t.session.active_streams == fewest]
+        return tied[next(self._turn) % len(tied)]
 
     def status(self) -> PoolStatus:
         now = time.monotonic()

@@ -6,6 +6,10 @@ The marker is the fenced block's info string (GitHub ignores the words after the
   directory; the blocks of one page run in order in one bash script (`set -euo pipefail`), so a
   later block sees the files and variables of the earlier ones. Install paths (/etc/llm-gateway,
   /var/lib/llm-gateway, /etc/llm-connector) are moved under the scratch directory.
+- ```` ```console test ````: the same, for a transcript: its `$ ` lines run in order, and what
+  they print together (standard output and error) must be exactly its other lines.
+- A block whose prose says where it runs (pki.md: "check them with OpenSSL", in the CA
+  directory) runs there, in a subshell (`RUN_IN`).
 - ```` ```toml file=/etc/llm-gateway/gateway.toml ````: that file's content, written at that point
   of the script (same path moving). A `connector.toml` written so is also loaded with the
   connector's config loader.
@@ -14,6 +18,8 @@ The marker is the fenced block's info string (GitHub ignores the words after the
   gateway's `ca.crt` in the current directory, 127.0.0.1:9100 (the admin listener) pointing at
   the demo's, and the demo's connector config as /etc/llm-connector/connector.toml (moved under
   the scratch directory), so that `connector doctor -c ...` checks the demo's tunnel for real.
+  The docs' placeholder gateway URL (`PUBLIC_URL`) is the demo's, and a Python block's `KEY`
+  (the key `gateway keys create` printed) is `$OPENAI_API_KEY`.
 
 A page's `test` blocks may build on another page's: operations.md starts where quickstart.md ends.
 """
@@ -39,12 +45,20 @@ DOCS = REPO_ROOT / "docs"
 INSTALL_PREFIXES = ("/etc/llm-gateway", "/var/lib/llm-gateway", "/etc/llm-connector")
 MARKS = frozenset({"test", "live"})
 RUNNABLE = frozenset({"sh", "python"})
+TEST_ONLY = frozenset({"console"})  # runnable as `test` blocks only
 FENCE = re.compile(r"^```(?P<info>[^`\n]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 # Pages whose `test` blocks run, each after the pages it builds on.
 CHAINS = {
     "quickstart.md": ("quickstart.md",),
     "operations.md": ("quickstart.md", "operations.md"),
+    "pki.md": ("pki.md",),
+    "configuration.md": ("quickstart.md", "configuration.md"),
 }
+# (page, the block's first words) -> the directory the block runs in.
+RUN_IN = {("pki.md", "openssl verify"): "$PKI_DIR"}
+PUBLIC_URL = "https://minipc.example.org:8443/v1"
+PYTHON_LIVE_PRELUDE = 'import os\nKEY = os.environ["OPENAI_API_KEY"]\n'
+
 DEMO_TIMEOUT_S = 90
 
 
@@ -87,6 +101,25 @@ def heredoc(command: str, body: str) -> str:
     return f"{command} <<'__DOC_END__'\n{body}__DOC_END__\n"
 
 
+def transcript(body: str, where: str) -> str:
+    """A `console` block as bash: run its `$ ` lines, compare their output with the rest."""
+    commands = [line[2:] for line in body.splitlines() if line.startswith("$ ")]
+    expected = "".join(line + "\n" for line in body.splitlines() if not line.startswith("$ "))
+    run = "".join(command + "\n" for command in commands)
+    return (
+        f"{{\n{run}}} > .transcript 2>&1\n"
+        + heredoc("cat > .expected", expected)
+        + f"diff -u .expected .transcript || {{ echo '{where}: output differs' >&2; exit 1; }}\n"
+    )
+
+
+def in_dir(block: Block, body: str) -> str:
+    for (page, start), directory in RUN_IN.items():
+        if block.page == page and body.lstrip().startswith(start):
+            return f'(\ncd "{directory}"\n{body})\n'
+    return body
+
+
 def script_for(pages: tuple[str, ...], root: Path) -> str:
     parts = ["set -euo pipefail\n"]
     for page in pages:
@@ -97,7 +130,9 @@ def script_for(pages: tuple[str, ...], root: Path) -> str:
                 parts.append(f"# {block.where}\nmkdir -p \"$(dirname '{path}')\"\n")
                 parts.append(heredoc(f"cat > '{path}'", body))
             elif "test" in block.marks and block.lang == "sh":
-                parts.append(f"# {block.where}\n{body}")
+                parts.append(f"# {block.where}\n{in_dir(block, body)}")
+            elif "test" in block.marks and block.lang == "console":
+                parts.append(f"# {block.where}\n{transcript(body, block.where)}")
             elif "test" in block.marks and block.lang == "python":
                 parts.append(f"# {block.where}\n" + heredoc("python3 -", body))
     return "".join(parts)
@@ -119,10 +154,13 @@ def test_markers_are_known_and_runnable(page: str) -> None:
         unknown = block.marks - MARKS
         assert not unknown, f"{block.where}: unknown marker {sorted(unknown)}"
         if block.marks:
-            assert block.lang in RUNNABLE, f"{block.where}: cannot run {block.lang!r} blocks"
+            runnable = RUNNABLE | TEST_ONLY if block.marks == {"test"} else RUNNABLE
+            assert block.lang in runnable, f"{block.where}: cannot run {block.lang!r} blocks"
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "clients.md", "operations.md"])
+@pytest.mark.parametrize(
+    "page", ["quickstart.md", "clients.md", "operations.md", "pki.md", "api.md", "configuration.md"]
+)
 def test_the_guides_have_commands_that_run(page: str) -> None:
     assert any(block.marks for block in blocks_of(page)), f"docs/{page} has no tested command"
 
@@ -249,9 +287,10 @@ def test_live_command_works_against_a_running_gateway(
     shutil.copyfile(live_gateway.ca, tmp_path / "ca.crt")
     install_connector_toml(live_gateway.connector_toml, tmp_path)
     body = moved(block.body, tmp_path).replace("127.0.0.1:9100", live_gateway.admin)
+    body = body.replace(PUBLIC_URL, live_gateway.base_url)
     argv = ["bash", "-euo", "pipefail", "-c", body]
     if block.lang == "python":
-        argv = [sys.executable, "-c", body]
+        argv = [sys.executable, "-c", PYTHON_LIVE_PRELUDE + body]
     env = venv_env({"OPENAI_BASE_URL": live_gateway.base_url, "OPENAI_API_KEY": live_gateway.key})
     done = subprocess.run(
         argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False

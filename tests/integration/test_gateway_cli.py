@@ -59,3 +59,42 @@ def test_serve_with_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         done = run_command("gateway", "serve", "-c", str(toml), timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("gateway serve: error: cannot serve:")
+
+
+def test_a_config_that_is_not_utf8_is_one_line_everywhere(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe")
+    for command in (["check"], ["serve"], ["keys", "list"], ["usage"]):
+        done = run_command("gateway", *command, "-c", str(binary), timeout=30)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.count("\n") == 1, (command, done.stderr)
+        assert "not UTF-8 text" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+async def test_keys_db_folder_created_on_first_use_by_keys_and_serve(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    toml = gateway_toml(tmp_path, pki)
+    toml.write_text(toml.read_text().replace('keys_db = "gateway.db"', 'keys_db = "state/gw.db"'))
+    check = run_command("gateway", "check", "-c", str(toml))
+    assert check.returncode == 0, check.stderr  # the missing folder is not a mistake
+    ready = tmp_path / "ready.json"
+    proc = our_command(
+        "gateway", "serve", "-c", str(toml), "--ready-file", str(ready),
+        work_dir=tmp_path, ready=file_ready(ready),
+    )  # fmt: skip
+    await proc.astart()
+    try:
+        assert (tmp_path / "state/gw.db").is_file()  # serve created it
+    finally:
+        await proc.astop()
+    (tmp_path / "state/gw.db").unlink()
+    (tmp_path / "state").rmdir()
+    created = run_command("gateway", "keys", "create", "zoe", "-c", str(toml))
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "state/gw.db").is_file()  # and so does keys
+    (tmp_path / "state").rename(tmp_path / "moved")
+    (tmp_path / "state").write_text("a file where the folder should be")
+    refused = run_command("gateway", "check", "-c", str(toml))
+    assert refused.returncode == 2
+    assert "auth.keys_db: not a folder" in refused.stderr

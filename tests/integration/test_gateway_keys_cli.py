@@ -97,6 +97,9 @@ def test_duplicate_refused_then_forced(config: Path) -> None:
         (["keys", "list", "-c", "/nonexistent/gateway.toml"], "cannot read"),
         (["keys", "list", "--bogus"], "unrecognized arguments"),
         (["keys", "create", "x", "--rpm", "many"], "expected a whole number"),
+        (["keys", "create", "x", "--tpm", "9" * 23], "expected a whole number <= 9007199254740992"),
+        (["keys", "create", "x", "--rpm", "9007199254740993"], "<= 9007199254740992"),
+        (["keys", "create", "x", "--concurrency", "\u0663"], "expected a whole number >= 0"),
     ],
 )
 def test_errors_are_one_line_exit_2(config: Path, args: list[str], message: str) -> None:

@@ -14,7 +14,9 @@ from gateway.identity import Identity
 from gateway.ratelimit import RateLimited, RateLimiter
 from tests.support.redisproc import RedisServer
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="redis-server is not installed"
+)
 
 
 @pytest.fixture

@@ -133,6 +133,10 @@ def test_dir_defaults_to_env_then_cwd(tmp_path: Path) -> None:
         (("issue", "client", "x", "--days", "0"), ("--days",)),
         (("issue", "client", "x", "--days", "soon"), ("--days",)),
         (("crl", "--days", "-1"), ("--days",)),
+        (("issue", "client", "y", "--days", "99999999"), ("--days", "36500")),
+        (("issue", "server", "gw", "--ip", "127.0.0.1", "--days", "36501"), ("--days", "36500")),
+        (("crl", "--days", "99999999"), ("--days", "36500")),
+        (("init", "--days", "99999999"), ("--days", "36500")),
         (("revoke", "nobody"), ("unknown name", "nobody")),
         (("issue", "client", "x", "--bogus"), ("unrecognized arguments", "--bogus")),
         (("issue", "robot", "x"), ("invalid choice",)),
@@ -146,12 +150,27 @@ def test_mistakes_are_one_line_exit_2(
     ca_dir: Path, args: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
     before = snapshot(ca_dir)
-    full = (*args, "--dir", str(ca_dir)) if args and args[0] in ("issue", "crl", "revoke") else args
+    with_dir = ("issue", "crl", "revoke", "init")
+    full = (*args, "--dir", str(ca_dir)) if args and args[0] in with_dir else args
     assert_usage_error(pki(*full), *words)
     after = snapshot(ca_dir)
     after.pop(".lock", None)
     before.pop(".lock", None)
     assert after == before
+
+
+def test_init_huge_days_creates_nothing(tmp_path: Path) -> None:
+    assert_usage_error(pki("init", "--dir", tmp_path / "q", "--days", "99999999"), "--days")
+    assert not (tmp_path / "q").exists()
+
+
+def test_days_bounds_end_to_end(tmp_path: Path) -> None:
+    longest, short = tmp_path / "longest", tmp_path / "short"
+    assert pki("init", "--dir", longest, "--days", "36500").returncode == 0
+    assert pki("issue", "client", "c", "--days", "36400", "--dir", longest).returncode == 0
+    assert pki("crl", "--days", "36500", "--dir", longest).returncode == 0
+    assert pki("init", "--dir", short, "--days", "10").returncode == 0
+    assert_usage_error(pki("issue", "client", "d", "--days", "11", "--dir", short), "outlive")
 
 
 @pytest.mark.parametrize(

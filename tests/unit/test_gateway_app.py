@@ -94,6 +94,9 @@ class FakeLimiter:
         self.admissions.append(FakeAdmission())
         return self.admissions[-1]
 
+    async def headers_for(self, identity: Identity) -> dict[str, str]:
+        return {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "60"}
+
 
 class FakeLedger:
     def __init__(self) -> None:
@@ -169,7 +172,10 @@ async def test_unknown_route_and_method_in_openai_shape(rig: Rig) -> None:
         ({"model": "qwen3-coder"}, 400, "messages", "missing_required_parameter"),
         ({"messages": []}, 400, "model", "missing_required_parameter"),
         ({"model": 3, "messages": []}, 400, "model", "invalid_type"),
-        ({"model": "gpt-9", "messages": []}, 404, "model", "model_not_found"),
+        ({"model": "gpt-9", "messages": [{"role": "user"}]}, 404, "model", "model_not_found"),
+        ({"model": "qwen3-coder", "messages": "hi"}, 400, "messages", "invalid_type"),
+        ({**CHAT, "stream": True, "stream_options": 1}, 400, "stream_options", "invalid_type"),
+        (b'{"model": "qwen3-coder", "messages": [], "temperature": NaN}', 400, None, None),
         ({**CHAT, "pad": "x" * 4096}, 413, None, "request_too_large"),
     ],
 )
@@ -180,6 +186,8 @@ async def test_request_errors(
     assert resp.status_code == status
     error = (await resp.get_json())["error"]
     assert (error["param"], error["code"]) == (param, code)
+    assert resp.headers["x-ratelimit-remaining-requests"] == "60"  # read, not charged
+    assert not rig.limiter.admissions
     assert all(path == "/v1/models" for _, path, _, _ in rig.pool.sent)  # never forwarded
 
 

@@ -175,6 +175,10 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
     bad.write_text("[server\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"bin\.toml: not UTF-8 text \(byte 0\)"):
+        load_config(binary)
 
 
 def test_check_files(tmp_path: Path) -> None:
@@ -185,6 +189,20 @@ def test_check_files(tmp_path: Path) -> None:
     (tmp_path / "pki/gateway.crt").write_text("x")
     (tmp_path / "pki/gateway.key").write_text("x")
     check_files(cfg)
+
+
+def test_keys_db_folder_is_created_on_first_use_so_check_accepts_it(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki/gateway.crt").write_text("x")
+    (tmp_path / "pki/gateway.key").write_text("x")
+    table = minimal(auth={"keys_db": "state/deep/gateway.db"})
+    check_files(config_from_table(table, tmp_path / "gateway.toml"))  # folder missing: fine
+    (tmp_path / "state").write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match=r"^auth.keys_db: not a folder: .*state$"):
+        check_files(config_from_table(table, tmp_path / "gateway.toml"))
+    dir_table = minimal(auth={"keys_db": "pki"})
+    with pytest.raises(ConfigError, match=r"^auth.keys_db: is a folder"):
+        check_files(config_from_table(dir_table, tmp_path / "gateway.toml"))
 
 
 @pytest.mark.parametrize(

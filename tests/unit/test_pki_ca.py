@@ -182,6 +182,27 @@ def test_bad_days_refused(ca: CA, days: int) -> None:
         ca.crl(days=days)
 
 
+@pytest.mark.parametrize("days", [36501, 99999999, 10**30])
+def test_huge_days_refused(ca: CA, tmp_path: Path, days: int) -> None:
+    with pytest.raises(PKIError, match="bad --days"):
+        ca.issue_client("office-1", days=days)
+    with pytest.raises(PKIError, match="bad --days"):
+        ca.crl(days=days)
+    with pytest.raises(PKIError, match="bad --days"):
+        CA.init(tmp_path / "other", days=days)
+    assert not (tmp_path / "other").exists()
+
+
+def test_end_past_year_9999_refused(ca: CA) -> None:
+    late = dt.datetime(9999, 6, 1, tzinfo=dt.UTC)
+    with pytest.raises(PKIError, match="year 9999"):
+        ca.issue_client("office-1", days=36500, not_before=late)
+    with pytest.raises(PKIError, match="year 9999"):
+        ca.crl(days=36500, now=late)
+    with pytest.raises(PKIError, match="year 9999"):
+        ca.crl(days=1, now=dt.datetime(9999, 12, 31, 12, tzinfo=dt.UTC))
+
+
 def test_leaf_may_not_outlive_ca(ca: CA) -> None:
     with pytest.raises(PKIError, match="outlive the CA"):
         ca.issue_client("office-1", days=4000)
