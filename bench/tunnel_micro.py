@@ -8,7 +8,9 @@ A fresh PKI (``tests.support.pki_fixtures.make_pki``), the bench's fast upstream
 (``TunnelPool.request``): serial small requests p50/p99, closed-loop rps at concurrency 64, one
 unpaced 200-chunk SSE stream (chunks/s), 50 MB up and down (MB/s). Prints a small table and, with
 ``--json FILE``, writes the figures. ``--hold S`` keeps the load running for S seconds per
-workload (for ``py-spy record --pid``: the connector's pid is printed at start).
+workload (for ``py-spy record --pid``: the connector's pid is printed at start). ``--soak S``
+adds a soak through the tunnel (after ``--soak-warmup`` seconds): the RSS of the connector and of
+this process at its start, middle and end; ``--paths tunnel --only soak --soak 120`` runs it alone.
 """
 
 from __future__ import annotations
@@ -198,6 +200,61 @@ async def bulk(listener: Listener, size: int) -> dict[str, float]:
     return {"up_mb_s": size / up_s / 1e6, "down_mb_s": size / down_s / 1e6}
 
 
+def rss_mib(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+async def soak(tunnel: Tunnel, seconds: float, warmup_s: float, pid: int) -> dict[str, float]:
+    """Closed loop at concurrency 16 for ``seconds`` after ``warmup_s``, small chats and 20-chunk
+    streams alternating (as ``make bench``'s soak); RSS of the connector and of this process
+    (client + listener) at the start, middle and end of the measured part."""
+    path, streamed = "/v1/chat/completions", stream_body(20)
+    bodies = (CHAT, streamed)
+    counts = {"requests": 0, "failed": 0}
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    deadline = start + warmup_s + seconds
+
+    async def worker(index: int) -> None:
+        turn = index
+        while time.perf_counter() < deadline:
+            turn += 1
+            try:
+                await tunnel.post(path, bodies[turn % 2])
+                counts["requests"] += 1
+            except Exception:
+                counts["failed"] += 1
+
+    async def sampler() -> None:
+        for label, at in (("start", warmup_s), ("middle", warmup_s + seconds / 2)):
+            await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
+            if label == "start":
+                counts["requests"] = counts["failed"] = 0  # the warm-up is not counted
+            marks[f"connector_rss_{label}_mib"] = rss_mib(pid)
+            marks[f"bench_rss_{label}_mib"] = rss_mib(os.getpid())
+
+    sampling = asyncio.create_task(sampler())
+    await asyncio.gather(*(worker(i) for i in range(16)))
+    await sampling
+    marks["connector_rss_end_mib"] = rss_mib(pid)
+    marks["bench_rss_end_mib"] = rss_mib(os.getpid())
+    for who in ("connector", "bench"):
+        first, last = marks[f"{who}_rss_start_mib"], marks[f"{who}_rss_end_mib"]
+        marks[f"{who}_rss_growth_pct"] = (last - first) / first * 100
+    return {"soak_s": seconds, **counts, **marks}
+
+
+def print_soak(row: dict[str, float]) -> None:
+    print(
+        f"soak {row['soak_s']:.0f} s after warm-up: {row['requests']:.0f} requests, "
+        f"{row['failed']:.0f} failed"
+    )
+    for who in ("connector", "bench"):
+        start, middle, end = (row[f"{who}_rss_{m}_mib"] for m in ("start", "middle", "end"))
+        growth = row[f"{who}_rss_growth_pct"]
+        print(f"  {who} RSS MiB: {start:.1f} -> {middle:.1f} -> {end:.1f} ({growth:+.1f}%)")
+
+
 # ------------------------------------------------------------------ the rig
 
 
@@ -260,6 +317,8 @@ async def measure(
             row.update(await paced(client, args.paced_chunks))
         if "bulk" in only and name == "tunnel":
             row.update(await bulk(listener, args.bulk_mb * 1_000_000))
+        if "soak" in only and name == "tunnel":
+            row.update(await soak(tunnel, args.soak, args.soak_warmup, pid))
         results[name] = row
     return results
 
@@ -269,6 +328,8 @@ def _delay(d: dict[str, float], t: dict[str, float], key: str) -> tuple[float, f
 
 
 def print_table(results: dict[str, Any]) -> None:
+    if "soak_s" in results.get("tunnel", {}):
+        print_soak(results["tunnel"])
     if set(results) != {"direct", "tunnel"} or len(results["tunnel"]) < 11:
         print(json.dumps(results, indent=2))
         return
@@ -336,8 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", choices=sorted(UPSTREAMS), default="fast")
     parser.add_argument("--paths", default="direct,tunnel", help="which paths to measure")
     parser.add_argument("--only", default="serial,load,stream,paced,bulk", help="which workloads")
+    parser.add_argument("--soak", type=float, default=0.0, help="soak seconds (tunnel only)")
+    parser.add_argument("--soak-warmup", type=float, default=20.0, help="not counted in the soak")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    if args.soak:
+        args.only += ",soak"
     if args.quick:
         args.serial, args.duration, args.streams, args.bulk_mb = 60, 0.5, 1, 2
         args.paced_chunks = 5

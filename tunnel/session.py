@@ -198,6 +198,18 @@ class Session:
     def active_streams(self) -> int:
         return len(self._streams)
 
+    def state_sizes(self) -> dict[str, int]:
+        """How much per-stream state this session holds (for leak checks). With no request in
+        flight ``streams`` and ``handlers`` are 0; ``h2_streams`` (h2 drops its closed streams
+        when the next one opens) is at most the last burst; ``h2_reset`` is bounded by
+        ``RESET_MEMORY``."""
+        return {
+            "streams": len(self._streams),
+            "handlers": len(self._handlers),
+            "h2_streams": len(self.conn.streams),
+            "h2_reset": len(self.conn._closed_streams),
+        }
+
     @property
     def alive(self) -> bool:
         return self.closed_reason is None

@@ -244,3 +244,54 @@ async def test_a_stream_with_write_nowait_is_written_without_the_writer_task() -
 
 def test_a_received_data_frame_is_not_hex_dumped_for_a_log_nobody_reads() -> None:
     assert repr(DataFrame(1, data=b"x" * 1000)).endswith("<1000 bytes>")
+
+
+async def quick_answer(stream: Stream) -> None:
+    stream.take_complete_body()
+    await stream.send_headers([(":status", "200")])
+    await stream.send_data(b"ok", end_stream=True)
+
+
+async def test_per_stream_state_returns_to_zero_after_many_requests() -> None:
+    async with pair(quick_answer) as (client, server):
+        for batch in range(50):  # 1,000 requests, 20 at a time
+            streams = [client.open_stream(HEAD, end_stream=True) for _ in range(20)]
+            for stream in streams:
+                assert await read_all(stream) == b"ok"
+            if batch == 0:
+                first = server.state_sizes()
+        await asyncio.sleep(0.01)  # the handlers' tasks end
+        for session in (client, server):
+            sizes = session.state_sizes()
+            assert sizes["streams"] == 0
+            assert sizes["handlers"] == 0
+            assert sizes["h2_streams"] <= 20  # h2 drops closed streams when the next opens
+            assert sizes["h2_reset"] == 0  # h2 alone would remember all 1,000 closed streams
+        assert server.state_sizes()["h2_streams"] <= first["h2_streams"]
+
+
+async def test_reset_streams_are_remembered_but_only_the_last_few(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tunnel.session.RESET_MEMORY", 8)
+    hold = asyncio.Event()
+
+    async def streams_forever(stream: Stream) -> None:
+        await stream.send_headers([(":status", "200")])
+        while not hold.is_set():
+            await stream.send_data(b"x" * 1000)
+            await asyncio.sleep(0)
+
+    async with pair(streams_forever) as (client, server):
+        for _ in range(30):
+            stream = client.open_stream(HEAD, end_stream=True)
+            await stream.response_head()
+            await stream.read()
+            stream.reset()  # DATA already in flight then meets RST_STREAM: a stream error only
+        assert client.state_sizes()["h2_reset"] == 8
+        one = client.open_stream(HEAD, end_stream=True)  # the tunnel is still fine
+        assert (await one.response_head())[0] == (":status", "200")
+        hold.set()
+        one.reset()
+        assert client.alive
+        assert server.alive
