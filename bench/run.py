@@ -117,7 +117,8 @@ NOTES = {
     "`connector` process, through squid for `gateway+squid`), because the gateway forwards "
     "only the OpenAI JSON routes; direct and floor are HTTP POST/GET of the same bytes. "
     "Not measured over the WebSocket carrier.",
-    "g": "soak load: small chats and 20-chunk streams alternating, closed loop.",
+    "g": "soak load: small chats and 20-chunk streams alternating, closed loop, measured after a "
+    "65 s warm-up (one 60 s rate-limit window: the limiter keeps an entry per request for 60 s).",
     "e": "server = the gateway on gateway paths, the bench upstream on direct, the floor app "
     "on floor; peak RSS and mean CPU (100% = one core) while the streams are open.",
 }

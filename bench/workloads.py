@@ -36,7 +36,9 @@ class Plan:
     held_s: float = 10.0
     bulk_bytes: int = 50_000_000
     soak_s: float = 120.0
-    soak_warmup_s: float = 10.0
+    # one full requests-per-minute window (60 s) plus a margin: the limiter's moving window holds
+    # one entry per request for 60 s, so the gateway's state only reaches steady size after it
+    soak_warmup_s: float = 65.0
     soak_concurrency: int = 8
 
 
