@@ -9,7 +9,6 @@ behaves the same on every event loop and lets us log each refused handshake with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 class TcpByteStream:
@@ -36,13 +35,16 @@ class TcpByteStream:
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
-        try:
-            async with asyncio.timeout(2.0):
-                await self._writer.wait_closed()
-        except TimeoutError:  # the peer does not read: do not wait for it
-            self._writer.transport.abort()
-        except Exception:  # noqa: S110 - closing a broken connection: nothing to add
-            pass
-        with contextlib.suppress(Exception):
-            self._writer.transport.abort()
+        await close_writer(self._writer)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a connection without waiting long on a peer that does not read."""
+    writer.close()
+    try:
+        async with asyncio.timeout(2.0):
+            await writer.wait_closed()
+    except TimeoutError:  # the peer does not read: do not wait for it
+        writer.transport.abort()
+    except Exception:  # noqa: S110 - closing a broken connection: nothing to add
+        pass

@@ -13,6 +13,7 @@ import ssl
 
 from tunnel.config import ConnectorConfig
 from tunnel.errors import HandshakeError, InterceptedError
+from tunnel.plainstream import close_writer
 from tunnel.proxy import ProxySpec, open_tcp, select_proxy
 from tunnel.stream import PeerIdentity
 from tunnel.tlsconfig import (
@@ -75,14 +76,7 @@ class TcpSecureStream:
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
-        try:
-            async with asyncio.timeout(2.0):
-                await self._writer.wait_closed()
-        except TimeoutError:  # the peer does not read: do not wait for it
-            self._writer.transport.abort()
-        except Exception:  # noqa: S110 - closing a broken connection: nothing to add
-            pass
+        await close_writer(self._writer)
 
 
 def _verify_reason(exc: ssl.SSLCertVerificationError) -> str:
