@@ -6,16 +6,14 @@ connector's ``websocket`` carrier speak TLS to nginx, and nginx speaks TLS again
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.procs import ManagedProcess, ProcessFailedError, free_port, port_answers
+from tests.support.procs import ManagedProcess, PrivateServer, copy_logs, port_answers
 
-PORT_ATTEMPTS = 3
 NGINX = "nginx"
 
 
@@ -91,7 +89,7 @@ http {{
 
 
 @dataclass
-class Nginx:
+class Nginx(PrivateServer):
     """``start()``/``astart()``, then ``url`` (``https://127.0.0.1:PORT``); ``stop()``.
 
     Its files live in a fresh directory under the system temp dir (nginx's workers, which may run
@@ -131,42 +129,9 @@ class Nginx:
             name="nginx",
         )
 
-    def start(self) -> Nginx:
-        for attempt in range(PORT_ATTEMPTS):  # the free port may be taken again before nginx binds
-            self.port = free_port()
-            self.process = self._process_for(self.port)
-            try:
-                self.process.start()
-                return self
-            except ProcessFailedError:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+    def _keep_logs(self) -> None:
+        names = ("access.log", "error.log", "nginx.out", "nginx.conf")
+        copy_logs(self.work, self.log_dir, f"nginx-{self.port}", names)
 
-    async def astart(self) -> Nginx:
-        return await asyncio.to_thread(self.start)
-
-    def stop(self) -> int:
-        code = self.process.stop() if self.process is not None else 0
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("access.log", "error.log", "nginx.out", "nginx.conf"):
-                if (self.work / name).exists():
-                    shutil.copyfile(self.work / name, self.log_dir / f"nginx-{self.port}-{name}")
+    def _cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-        return code
-
-    async def astop(self) -> int:
-        return await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> Nginx:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Nginx:
-        return await self.astart()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.astop()

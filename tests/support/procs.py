@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_INTERVAL_S = 0.02
@@ -387,3 +387,79 @@ class ProcessGroup:
         for proc in reversed(self._procs):
             codes[proc.name] = proc.stop()
         return codes
+
+
+#: How many free ports a private server tries: the port may be taken again before it binds.
+PORT_ATTEMPTS = 3
+
+
+class PrivateServer:
+    """What squid, redis and nginx share: start on a free port, stop, keep the logs, and the
+    sync/async context managers. A subclass provides ``_process_for(port)``; ``start()`` sets
+    ``port`` and ``process``. The other hooks are optional."""
+
+    port: int
+    process: ManagedProcess | None
+
+    def _process_for(self, port: int) -> ManagedProcess:
+        raise NotImplementedError
+
+    def _before_start(self) -> None:
+        """Prepare what every attempt needs (a folder, files)."""
+
+    def _start_failed(self, error: ProcessFailedError) -> ProcessFailedError:
+        """The error to raise when the last attempt failed."""
+        return error
+
+    def _keep_logs(self) -> None:
+        """Copy the logs somewhere before the server's files go away."""
+
+    def _cleanup(self) -> None:
+        """Remove the server's own files after it stopped."""
+
+    def start(self) -> Self:
+        self._before_start()
+        for attempt in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self.process = self._process_for(self.port)
+            try:
+                self.process.start()
+                return self
+            except ProcessFailedError as error:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise self._start_failed(error) from None
+        raise AssertionError("unreachable")
+
+    def stop(self) -> int:
+        code = self.process.stop() if self.process is not None else 0
+        self._keep_logs()
+        self._cleanup()
+        return code
+
+    async def astart(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> int:
+        return await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+
+def copy_logs(work: Path, log_dir: Path | None, prefix: str, names: Sequence[str]) -> None:
+    """Copy ``names`` from ``work`` to ``log_dir`` as ``PREFIX-NAME`` (nothing when no log_dir)."""
+    if log_dir is None:
+        return
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (work / name).exists():
+            shutil.copyfile(work / name, log_dir / f"{prefix}-{name}")

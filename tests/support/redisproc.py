@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.procs import ManagedProcess, ProcessFailedError, free_port, port_answers
-
-PORT_ATTEMPTS = 3
+from tests.support.procs import ManagedProcess, PrivateServer, port_answers
 
 
 @dataclass
-class RedisServer:
+class RedisServer(PrivateServer):
     """``start()``/``astart()``, then ``url`` (``redis://127.0.0.1:PORT/0``); ``stop()``."""
 
     work_dir: Path
@@ -43,30 +40,5 @@ class RedisServer:
             name="redis-server",
         )
 
-    def start(self) -> RedisServer:
+    def _before_start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(PORT_ATTEMPTS):  # the free port may be taken again before redis binds
-            self.port = free_port()
-            self.process = self._process_for(self.port)
-            try:
-                self.process.start()
-                return self
-            except ProcessFailedError:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def astart(self) -> RedisServer:
-        return await asyncio.to_thread(self.start)
-
-    def stop(self) -> int:
-        return self.process.stop() if self.process is not None else 0
-
-    async def astop(self) -> int:
-        return await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

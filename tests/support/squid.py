@@ -15,7 +15,6 @@ Squid cannot listen on port 0, so a free port is picked (and picked again if it 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import pwd
@@ -31,7 +30,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.procs import ManagedProcess, ProcessFailedError, free_port, port_answers
+from tests.support.procs import (
+    ManagedProcess,
+    PrivateServer,
+    ProcessFailedError,
+    copy_logs,
+    port_answers,
+)
 
 Guise = Literal["default", "bump", "http_only"]
 GUISES: tuple[Guise, ...] = ("default", "bump", "http_only")
@@ -39,7 +44,6 @@ SQUID = "squid"
 CERTGEN = "/usr/lib/squid/security_file_certgen"
 NCSA_AUTH = "/usr/lib/squid/basic_ncsa_auth"
 SAFE_PORTS = ("80", "21", "443", "70", "210", "1025-65535", "280", "488", "591", "777")
-PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ def _chown_tree(path: Path, user: str) -> None:
 
 
 @dataclass
-class Squid:
+class Squid(PrivateServer):
     """A private squid: ``start()``/``astart()``, then ``url``, ``port``, ``proxy_ca_path``.
 
     ``log_dir`` (e.g. a test's ``tmp_path``) receives a copy of squid's logs when it stops; its own
@@ -311,47 +315,15 @@ class Squid:
             name=f"squid-{self.options.guise}",
         )
 
-    def start(self) -> Squid:
-        for attempt in range(PORT_ATTEMPTS):
-            self.port = free_port()
-            self.process = self._process_for(self.port)
-            try:
-                self.process.start()
-                return self
-            except ProcessFailedError:
-                if attempt == PORT_ATTEMPTS - 1:
-                    raise ProcessFailedError(
-                        f"squid did not start; cache.log:\n{self.cache_log()[-3000:]}"
-                    ) from None
-        raise AssertionError("unreachable")
+    def _start_failed(self, error: ProcessFailedError) -> ProcessFailedError:
+        return ProcessFailedError(f"squid did not start; cache.log:\n{self.cache_log()[-3000:]}")
 
-    async def astart(self) -> Squid:
-        return await asyncio.to_thread(self.start)
+    def _keep_logs(self) -> None:
+        names = ("access.log", "cache.log", "squid.out", "squid.conf")
+        copy_logs(self.work, self.log_dir, f"squid-{self.port}", names)
 
-    def stop(self) -> int:
-        code = self.process.stop() if self.process is not None else 0
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("access.log", "cache.log", "squid.out", "squid.conf"):
-                if (self.work / name).exists():
-                    shutil.copyfile(self.work / name, self.log_dir / f"squid-{self.port}-{name}")
+    def _cleanup(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-        return code
-
-    async def astop(self) -> int:
-        return await asyncio.to_thread(self.stop)
-
-    def __enter__(self) -> Squid:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Squid:
-        return await self.astart()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.astop()
 
 
 def _read(path: Path) -> str:
