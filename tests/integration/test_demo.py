@@ -6,15 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.support.demoproc import DEMO_TIMEOUT_S, running_demo
 from tests.support.procs import REPO_ROOT, base_env
-
-DEMO_TIMEOUT_S = 90
 
 
 def run_demo_once(work: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -98,19 +96,6 @@ def test_demo_fails_with_status_1_when_the_upstream_is_unreachable(tmp_path: Pat
     assert not processes_under(work)
 
 
-def read_until_running(demo: subprocess.Popen[str]) -> str:
-    """The demo's output up to its 'press Ctrl-C' line (or its end, if it stopped early)."""
-    assert demo.stdout is not None
-    output = []
-    deadline = time.monotonic() + DEMO_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = demo.stdout.readline()
-        output.append(line)
-        if not line or "press Ctrl-C" in line:
-            break
-    return "".join(output)
-
-
 def run_shell(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-c", text], capture_output=True, text=True, timeout=60, check=False
@@ -119,30 +104,16 @@ def run_shell(text: str) -> subprocess.CompletedProcess[str]:
 
 def test_demo_runs_until_interrupted_and_its_printed_lines_work(tmp_path: Path) -> None:
     work = tmp_path / "demo"
-    ports = ["--public-port", "0", "--tunnel-port", "0", "--admin-port", "0"]
-    argv = [sys.executable, "-m", "scripts.demo", "--dir", str(work), "--no-squid", *ports]
-    with subprocess.Popen(
-        argv,
-        cwd=REPO_ROOT,
-        env=base_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as demo:
-        try:
-            text = read_until_running(demo)
-            assert "press Ctrl-C" in text, text
-            assert "dials directly, without a proxy (--no-squid was given)" in text
-            curl, python = copy_paste_blocks(text)
-            answer = run_shell(curl)
-            assert answer.returncode == 0, answer.stderr
-            assert '"chat.completion"' in answer.stdout
-            answer = run_shell(python)
-            assert answer.returncode == 0, answer.stderr
-            assert answer.stdout.strip() == "Hello from the stand-in LLM."
-            demo.send_signal(signal.SIGINT)
-            assert demo.wait(timeout=30) == 0
-            assert not processes_under(work), "Ctrl-C left processes running"
-        finally:
-            if demo.poll() is None:
-                demo.kill()
+    with running_demo(work) as (demo, text):
+        assert "press Ctrl-C" in text, text
+        assert "dials directly, without a proxy (--no-squid was given)" in text
+        curl, python = copy_paste_blocks(text)
+        answer = run_shell(curl)
+        assert answer.returncode == 0, answer.stderr
+        assert '"chat.completion"' in answer.stdout
+        answer = run_shell(python)
+        assert answer.returncode == 0, answer.stderr
+        assert answer.stdout.strip() == "Hello from the stand-in LLM."
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+        assert not processes_under(work), "Ctrl-C left processes running"

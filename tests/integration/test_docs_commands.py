@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.demoproc import running_demo
 from tests.support.procs import REPO_ROOT, base_env
 from tunnel.config import ConnectorConfig
 
@@ -58,8 +57,6 @@ CHAINS = {
 RUN_IN = {("pki.md", "openssl verify"): "$PKI_DIR"}
 PUBLIC_URL = "https://minipc.example.org:8443/v1"
 PYTHON_LIVE_PRELUDE = 'import os\nKEY = os.environ["OPENAI_API_KEY"]\n'
-
-DEMO_TIMEOUT_S = 90
 
 
 @dataclass(frozen=True)
@@ -204,18 +201,6 @@ class LiveGateway:
     connector_toml: Path  # the demo's connector config (its relative paths are to its directory)
 
 
-def _read_demo_until_running(demo: subprocess.Popen[str]) -> str:
-    assert demo.stdout is not None
-    lines = []
-    deadline = time.monotonic() + DEMO_TIMEOUT_S
-    while time.monotonic() < deadline:
-        line = demo.stdout.readline()
-        lines.append(line)
-        if not line or "press Ctrl-C" in line:
-            break
-    return "".join(lines)
-
-
 def _field(output: str, pattern: str) -> str:
     match = re.search(pattern, output, re.MULTILINE)
     assert match, f"{pattern!r} not in the demo's output:\n{output}"
@@ -225,32 +210,15 @@ def _field(output: str, pattern: str) -> str:
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     work = tmp_path_factory.mktemp("docs-demo") / "demo"
-    ports = ["--public-port", "0", "--tunnel-port", "0", "--admin-port", "0"]
-    argv = [sys.executable, "-m", "scripts.demo", "--dir", str(work), "--no-squid", *ports]
-    with subprocess.Popen(
-        argv,
-        cwd=REPO_ROOT,
-        env=base_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as demo:
-        try:
-            output = _read_demo_until_running(demo)
-            assert "press Ctrl-C" in output, output
-            yield LiveGateway(
-                base_url=_field(output, r"^Base URL : (\S+)$"),
-                key=_field(output, r"^API key  : (\S+)$"),
-                ca=Path(_field(output, r"^CA file  : (\S+)$")),
-                admin=_field(output, r"metrics http://(127\.0\.0\.1:\d+)/metrics"),
-                connector_toml=work / "connector.toml",
-            )
-        finally:
-            demo.send_signal(signal.SIGINT)
-            try:
-                demo.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                demo.kill()
+    with running_demo(work) as (_demo, output):
+        assert "press Ctrl-C" in output, output
+        yield LiveGateway(
+            base_url=_field(output, r"^Base URL : (\S+)$"),
+            key=_field(output, r"^API key  : (\S+)$"),
+            ca=Path(_field(output, r"^CA file  : (\S+)$")),
+            admin=_field(output, r"metrics http://(127\.0\.0\.1:\d+)/metrics"),
+            connector_toml=work / "connector.toml",
+        )
 
 
 def install_connector_toml(demo_toml: Path, root: Path) -> Path:
