@@ -185,9 +185,9 @@ class JwtIssuerConfig:
 
     issuer: str
     audience: str
-    jwks_url: str | None
-    jwks_file: Path | None
-    jwks_ca: Path | None
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    jwks_ca: Path | None = None
     algorithms: tuple[str, ...] = ("RS256", "ES256")
     identity_claim: str = "sub"
     models_claim: str | None = None

@@ -69,21 +69,6 @@ class JwtIssuerSettings(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class IssuerSettings:
-    """A concrete ``JwtIssuerSettings`` (tests, embedding)."""
-
-    issuer: str
-    audience: str
-    jwks_url: str | None = None
-    jwks_file: Path | None = None
-    jwks_ca: Path | None = None
-    algorithms: tuple[str, ...] = ("RS256", "ES256")
-    identity_claim: str = "sub"
-    models_claim: str | None = None
-    leeway_s: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
 class Peek:
     header: dict[str, Any]
     claims: dict[str, Any]

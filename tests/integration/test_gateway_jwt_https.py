@@ -27,8 +27,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from gateway.auth import Authenticator, AuthError
+from gateway.config import JwtIssuerConfig
 from gateway.identity import LimitDefaults
-from gateway.jwt_auth import IssuerSettings, JwtVerifier
+from gateway.jwt_auth import JwtVerifier
 
 ISS = "https://idp.test/realms/home"
 AUD = "llm-gateway"
@@ -77,7 +78,7 @@ async def jwks_server(tmp_path: Path, keys: tuple[RSAKey, RSAKey]) -> AsyncItera
 
 
 def make_auth(server: JwksServer, *, trust: bool = True, refetch_s: float = 5.0) -> Authenticator:
-    settings = IssuerSettings(
+    settings = JwtIssuerConfig(
         issuer=ISS,
         audience=AUD,
         jwks_url=server.url,

@@ -17,9 +17,9 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from gateway.auth import Authenticator, AuthError
+from gateway.config import JwtIssuerConfig
 from gateway.identity import LimitDefaults
 from gateway.jwt_auth import (
-    IssuerSettings,
     JwtVerifier,
     TokenError,
     check_algorithms,
@@ -83,7 +83,7 @@ def jwks_path(tmp_path: Path, rsa_key: RSAKey, ec_key: ECKey) -> Path:
 
 @pytest.fixture
 async def auth(jwks_path: Path) -> AsyncIterator[Authenticator]:
-    settings = IssuerSettings(
+    settings = JwtIssuerConfig(
         issuer=ISS, audience=AUD, jwks_file=jwks_path, models_claim="llm_models", leeway_s=5
     )
     verifier = JwtVerifier([settings], DEFAULTS, refetch_interval_s=0.2)
@@ -186,7 +186,7 @@ async def test_key_rotation_picked_up_on_unknown_kid(
 ) -> None:
     path = tmp_path / "rot.json"
     write_jwks(path, rsa_key)
-    settings = IssuerSettings(issuer=ISS, audience=AUD, jwks_file=path)
+    settings = JwtIssuerConfig(issuer=ISS, audience=AUD, jwks_file=path)
     verifier = JwtVerifier([settings], DEFAULTS, refetch_interval_s=0.3)
     try:
         await verifier.verify(sign(rsa_key))
@@ -220,7 +220,9 @@ def test_parse_models() -> None:
 
 
 def test_identity_claims() -> None:
-    settings = IssuerSettings(issuer=ISS, audience=AUD, jwks_file=Path("x"), identity_claim="email")
+    settings = JwtIssuerConfig(
+        issuer=ISS, audience=AUD, jwks_file=Path("x"), identity_claim="email"
+    )
     with pytest.raises(TokenError, match="missing claim 'email'"):
         identity_from_claims({"sub": "x"}, settings, DEFAULTS)
     with pytest.raises(TokenError, match="llm_rpm"):
