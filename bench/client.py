@@ -10,7 +10,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -121,9 +121,19 @@ async def sequential(endpoint: Endpoint, count: int) -> Sample:
 
 
 async def closed_loop(
-    endpoint: Endpoint, concurrency: int, seconds: float, warmup_s: float = 1.0
+    endpoint: Endpoint,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 1.0,
+    *,
+    on_measure: Callable[[], None] | None = None,
+    on_done: Callable[[], None] | None = None,
 ) -> Sample:
-    """(b) ``concurrency`` workers, each sending the next request when the last one ends."""
+    """(b) ``concurrency`` workers, each sending the next request when the last one ends.
+
+    Requests that end after the warm-up are counted; ``on_measure`` is called when counting
+    starts and ``on_done`` when the last counted request has ended (before the connections
+    close), so that what they sample covers exactly the measured window."""
     sample = Sample()
     body = endpoint.chat_body()
     async with session_for(endpoint, concurrency) as session:
@@ -144,9 +154,13 @@ async def closed_loop(
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         await asyncio.sleep(warmup_s)
         measuring = True
+        if on_measure is not None:
+            on_measure()
         begin = time.perf_counter()
         await asyncio.gather(*workers)
         sample.elapsed_s = time.perf_counter() - begin
+        if on_done is not None:
+            on_done()
     return sample
 
 

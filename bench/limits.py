@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bench.stack import DIRECT, FLOOR, GATEWAY
+from bench.stats import CpuCeiling, cpu_ceiling, ratio
 
 Results = Mapping[str, Any]
 SATURATED_PCT = 85.0
@@ -33,6 +34,58 @@ def latency_sentence(results: Results) -> str:
     )
 
 
+def cpu_budget(results: Results, target: float = 0.5) -> CpuCeiling | None:
+    """What CPU allows gateway/floor at concurrency 64 (:func:`bench.stats.cpu_ceiling`)."""
+    b64 = results["figures"].get("b64", {})
+    cores = results.get("machine", {}).get("cores") or 0
+    return cpu_ceiling(b64.get(FLOOR, {}), b64.get(GATEWAY, {}), int(cores), target)
+
+
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f} us"
+
+
+def _pct(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}%"
+
+
+def limit_name(role: str) -> str:
+    """What :func:`bench.stats.rps_bound` says caps a path, in words."""
+    if role == "all cores":
+        return "all cores busy"
+    name = {"front": "its server", "client": "the load client", "proxy": "squid"}.get(role, role)
+    return f"{name} at one core"
+
+
+def cpu_clause(results: Results) -> str | None:
+    """Where the CPU goes per request at concurrency 64, and the ratio it allows; ``None``
+    when this run has no CPU budget figures."""
+    budget = cpu_budget(results)
+    if budget is None:
+        return None
+
+    def gw(role: str) -> str:
+        return _us(_get(results, "b64", GATEWAY, f"cpu_us_per_req_{role}"))
+
+    measured = ratio(_get(results, "b64", GATEWAY, "rps"), _get(results, "b64", FLOOR, "rps"))
+    shown = "?" if measured is None else f"{measured:.2f}"
+    return (
+        f"the gateway path spends {_us(budget.gateway_total_us)} of CPU per request over all "
+        f"its processes (gateway {gw('front')}, connector {gw('connector')}, load client "
+        f"{gw('client')}, upstream {gw('upstream')}) against the floor path's "
+        f"{_us(budget.floor_total_us)} (floor server "
+        f"{_us(_get(results, 'b64', FLOOR, 'cpu_us_per_req_front'))}), all on the same cores "
+        f"(busy {_pct(_get(results, 'b64', GATEWAY, 'machine_cpu_pct'))} and "
+        f"{_pct(_get(results, 'b64', FLOOR, 'machine_cpu_pct'))}); CPU allows gateway/floor "
+        f"about {budget.model_ratio:.2f} (floor capped by {limit_name(budget.floor_limit)}, "
+        f"gateway by {limit_name(budget.gateway_limit)}; measured {shown}); "
+        f"{budget.target:.2f} would need the gateway and connector together at "
+        f"{_us(budget.needed_budget_us)} per request or less (now {_us(budget.spent_us)}) "
+        f"and the gateway process at {_us(budget.process_cap_us)} or less "
+        f"(now {_us(budget.gateway_process_us)})"
+    )
+
+
 def load_sentence(results: Results) -> str:
     gw_cpu = _get(results, "b64", GATEWAY, "front_cpu_pct")
     conn_cpu = _get(results, "b64", GATEWAY, "connector_cpu_pct")
@@ -46,20 +99,19 @@ def load_sentence(results: Results) -> str:
     top = max(gw_cpu, conn_cpu or 0)
     if top >= SATURATED_PCT:
         why = (
-            f"{busiest} is the limit: its single event loop ran at {top:.0f}% of one core "
-            "(see the py-spy profiles from `make bench PROFILE=1` for where: on 2026-11-25 about a "
-            "quarter each in Hypercorn's HTTP/1.1 + TLS work and in the tunnel's HTTP/2 client "
-            "(h2, hpack, the session loop), about a tenth in the `limits` library; the gateway "
-            "spends about 700 us of CPU per request against the floor's 175 us, and the connector "
-            "another 320 us on the same two cores)"
+            f"{busiest}'s single event loop ran at {top:.0f}% of one core (the py-spy profiles "
+            "of `make bench PROFILE=1` show where)"
         )
     else:
         why = (
             f"no single process saturated a core (gateway {gw_cpu:.0f}%, connector "
-            f"{conn_cpu or 0:.0f}%): the machine's cores are shared by client, gateway, connector "
-            "and upstream, and each request waits on their wake-ups in turn"
+            f"{conn_cpu or 0:.0f}%); each request waits on the wake-ups of client, gateway, "
+            "connector and upstream in turn"
         )
-    return f"At concurrency 64, {why}."
+    budget = cpu_clause(results)
+    if budget is None:
+        return f"At concurrency 64, {why}."
+    return f"At concurrency 64, {budget}. {why[0].upper()}{why[1:]}."
 
 
 def stream_sentence(results: Results) -> str:

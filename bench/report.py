@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.stack import DIRECT, FLOOR, PATHS
-from bench.stats import ratio
+from bench.limits import cpu_budget, limit_name
+from bench.stack import DIRECT, FLOOR, GATEWAY, PATHS
+from bench.stats import CpuCeiling, ratio
 
 Results = Mapping[str, Any]
+LABEL_WIDTH = 30
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,14 @@ ROWS: tuple[Row, ...] = (
     Row("b64", "errors", "(b) c=64 errors", 0, False),
     Row("b64", "front_cpu_pct", "(b) c=64 server CPU %", 0),
     Row("b64", "connector_cpu_pct", "(b) c=64 connector CPU %", 0, False),
+    Row("b64", "cpu_us_per_req_client", "(b) c=64 CPU us/req client", 0, False),
+    Row("b64", "cpu_us_per_req_upstream", "(b) c=64 CPU us/req upstream", 0, False),
+    Row("b64", "cpu_us_per_req_front", "(b) c=64 CPU us/req server", 0, False),
+    Row("b64", "cpu_us_per_req_connector", "(b) c=64 CPU us/req connector", 0, False),
+    Row("b64", "cpu_us_per_req_proxy", "(b) c=64 CPU us/req squid", 0, False),
+    Row("b64", "cpu_us_per_req_total", "(b) c=64 CPU us/req total", 0),
+    Row("b64", "machine_cpu_pct", "(b) c=64 machine CPU %", 0, False),
+    Row("b64", "path_cpu_pct", "(b) c=64 path CPU % of cores", 0, False),
     Row("c", "chunks_per_s", "(c) chunks/s, 1 stream", 0),
     Row("c", "ttft_ms", "(c) TTFT ms"),
     Row("c", "ttft_added_ms", "(c) TTFT added ms", show_ratio=False),
@@ -119,7 +129,7 @@ def cell(results: Results, row: Row, path: str) -> str:
 def render_table(results: Results) -> str:
     """The stdout table: one row per figure, one column per path; ratios to direct (d)/floor (f)."""
     paths = list(PATHS)
-    widths = [28] + [12 if p in (DIRECT, FLOOR) else 26 for p in paths]
+    widths = [LABEL_WIDTH] + [12 if p in (DIRECT, FLOOR) else 26 for p in paths]
     lines = [_line(["figure", *paths], widths), _line(["-" * w for w in widths], widths)]
     for row in ROWS:
         if row.workload not in results["figures"]:
@@ -161,6 +171,91 @@ def _checks_table(results: Results) -> str:
     return "\n".join(out)
 
 
+CPU_BUDGET_ROWS = (
+    ("load client (the bench process)", "cpu_us_per_req_client"),
+    ("bench upstream", "cpu_us_per_req_upstream"),
+    ("server (floor app / gateway)", "cpu_us_per_req_front"),
+    ("connector", "cpu_us_per_req_connector"),
+    ("all processes on the path", "cpu_us_per_req_total"),
+)
+
+
+def cpu_budget_section(results: Results) -> list[str]:
+    """Markdown lines: CPU per request of each process on floor and gateway at concurrency 64,
+    the ratio CPU alone allows, and the h2 library's own cost when measured; nothing when this
+    run has no CPU figures."""
+    budget = cpu_budget(results)
+    if budget is None:
+        return []
+    paths = (FLOOR, GATEWAY)
+    out = [
+        "## CPU budget at concurrency 64",
+        "",
+        "CPU time (user + system, psutil) of each process on the path over the measured window "
+        "of workload (b) at concurrency 64 (warm-up excluded), divided by the requests "
+        "completed in it. The load client is the bench process itself, its sampler threads "
+        "included; on `floor` the upstream is idle and there is no connector (0).",
+        "",
+        "| us of CPU per request | " + " | ".join(paths) + " |",
+        "|---" * (len(paths) + 1) + "|",
+    ]
+    for label, metric in CPU_BUDGET_ROWS:
+        cells = [_fmt(_value(results, "b64", p, metric), 0) for p in paths]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, metric in (
+        ("requests/s", "rps"),
+        ("machine CPU % (100 = all cores busy)", "machine_cpu_pct"),
+        ("these processes, % of all cores", "path_cpu_pct"),
+    ):
+        cells = [_fmt(_value(results, "b64", p, metric), 0) for p in paths]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += ["", *_budget_paragraph(results, budget), ""]
+    out += _h2_lines(results, budget.spent_us)
+    return out
+
+
+def _budget_paragraph(results: Results, b: CpuCeiling) -> list[str]:
+    measured = ratio(_value(results, "b64", GATEWAY, "rps"), _value(results, "b64", FLOOR, "rps"))
+    lines = [
+        "Each process runs one event loop, so it serves at most 10^6 / (its us per request) "
+        "requests/s, and all of them together at most cores x 10^6 / (total us per request). "
+        f"By that, the floor path could reach {b.floor_rps_model:,.0f} req/s (capped by "
+        f"{limit_name(b.floor_limit)}) and the gateway path {b.gateway_rps_model:,.0f} req/s "
+        f"(capped by {limit_name(b.gateway_limit)}): gateway/floor **{b.model_ratio:.2f}** "
+        f"(measured {_fmt(measured, 2)}). Were both to keep every core busy, it would be "
+        f"{b.floor_total_us:.0f} / {b.gateway_total_us:.0f} = {b.ratio_ceiling:.2f}.",
+        "",
+        f"For {b.target:.2f} of the floor ({b.needed_rps:,.0f} req/s), the gateway path's "
+        f"processes may spend {b.needed_total_us:.0f} us per request together; after the load "
+        "client and the upstream, that leaves "
+        f"**{b.needed_budget_us:.0f} us** for the gateway and the connector together (they spend "
+        f"{b.spent_us:.0f} us now), and no one process may spend more than "
+        f"**{b.process_cap_us:.0f} us** (the gateway spends {b.gateway_process_us:.0f} us now).",
+    ]
+    if b.needed_budget_us <= 0:
+        lines.append(
+            "The load client and the upstream alone already spend more than that: "
+            "on this machine the target is out of reach whatever the gateway costs."
+        )
+    return lines
+
+
+def _h2_lines(results: Results, spent_us: float) -> list[str]:
+    h2 = results["figures"].get("h2")
+    if not isinstance(h2, Mapping) or not isinstance(h2.get("total_us"), int | float):
+        return []
+    share = ratio(float(h2["total_us"]), spent_us)
+    of_spent = "" if share is None else f", {share * 100:.0f}% of what gateway + connector spend"
+    return [
+        "The `h2` library alone (`bench/h2_cost.py`: in-process, no sockets, the tunnel's "
+        "HTTP/2 settings, one small request and answer per exchange) costs "
+        f"{_fmt(h2.get('client_us'), 0)} us on the client side (the gateway) and "
+        f"{_fmt(h2.get('server_us'), 0)} us on the server side (the connector): "
+        f"{float(h2['total_us']):.0f} us per exchange{of_spent}.",
+        "",
+    ]
+
+
 def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
     m = results["machine"]
     notes = results.get("notes", {})
@@ -197,7 +292,9 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
     ]
     for path, reason in results.get("unavailable", {}).items():
         text.append(f"- `{path}`: {reason}")
-    text += ["", "## Targets", "", _checks_table(results), "", "## What limits each figure", ""]
+    text += ["", "## Targets", "", _checks_table(results), ""]
+    text += cpu_budget_section(results)
+    text += ["## What limits each figure", ""]
     for key, sentence in limits.items():
         text.append(f"- **{key}**: {sentence}")
     if notes:

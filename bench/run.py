@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench import limits, report, targets, tunnel_bulk, workloads
+from bench import h2_cost, limits, report, targets, tunnel_bulk, workloads
 from bench.profiling import Profiler
 from bench.stack import DIRECT, FLOOR, GATEWAY, PATHS, SQUID, WEBSOCKET, Stack
 from bench.workloads import Plan
@@ -82,6 +82,8 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     _say(f"(g) soak {plan.soak_s:g} s on the gateway path")
     soak_path = GATEWAY if GATEWAY in stack.endpoints else FLOOR
     figures["g"] = {soak_path: await workloads.soak(stack.endpoints[soak_path], plan, stack)}
+    _say("h2 library cost per exchange (in-process, no sockets)")
+    figures["h2"] = h2_cost.measure(3000)
     return figures
 
 
@@ -106,7 +108,11 @@ NOTES = {
     "a": "one kept-alive connection, requests one after another; 'added' = path - direct.",
     "b": "closed loop: N workers each send the next request when the last one ends, 1 s warm-up "
     "not counted; CPU is the mean over the run for the server process (all its threads) and "
-    "the connector, 100% = one core.",
+    "the connector, 100% = one core. CPU us/request (c=64 rows): user+system CPU of each process "
+    "on the path (the bench process as load client, its sampler threads included; the upstream; "
+    "the server; the connector; squid on gateway+squid) over the measured window only, divided "
+    "by the requests completed in it; 0 = no such process on that path. Machine CPU % from "
+    "psutil.cpu_times deltas, 100% = all cores busy.",
     "c": "chunks/s = 200 chunks / (request sent -> last chunk received), median of the streams; "
     "TTFT = request sent -> first content chunk.",
     "d": "each chunk carries the upstream's CLOCK_MONOTONIC send time; delay = receive - send; "

@@ -1,13 +1,20 @@
-"""RSS and CPU of a server process and its children (psutil), sampled while a workload runs."""
+"""RSS and CPU of a server process and its children (psutil), sampled while a workload runs.
+
+:class:`CpuWindow` counts the CPU seconds of every process on a path (and how busy the whole
+machine was) between two instants, for the CPU budget of workload (b).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psutil
+
+from bench import stats
 
 MB = 1024 * 1024
 
@@ -76,3 +83,58 @@ class Watch:
     @property
     def peak_rss_mb(self) -> float | None:
         return max(self.rss_samples) if self.rss_samples else None
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One process whose CPU a :class:`CpuWindow` counts: with its children, or alone (the bench
+    process itself, whose children are the servers it started). ``pid=None``: no such process on
+    this path; it counts as 0 s."""
+
+    pid: int | None
+    children: bool = True
+
+    def seconds(self) -> float | None:
+        """user + system CPU seconds so far; ``None`` if the process is gone."""
+        if self.pid is None:
+            return 0.0
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)] if self.children else [root]
+            first = root.cpu_times()
+        except psutil.Error:
+            return None
+        total = first.user + first.system
+        for proc in procs[1:]:
+            with contextlib.suppress(psutil.Error):  # a child that just ended
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+
+@dataclass
+class CpuWindow:
+    """CPU seconds each named process used between :meth:`start` and :meth:`stop`, and how busy
+    the machine's cores were (``machine_pct``, 100 = all cores busy). Both calls are cheap and
+    synchronous, so they can run at the exact instants a measurement starts and ends."""
+
+    roles: Mapping[str, Counted]
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
+    machine_pct: float | None = None
+    wall_s: float = 0.0
+    _start: dict[str, float | None] = field(default_factory=dict)
+    _machine: dict[str, float] = field(default_factory=dict)
+    _wall: float = 0.0
+
+    def start(self) -> None:
+        self._machine = psutil.cpu_times()._asdict()
+        self._wall = time.monotonic()
+        self._start = {role: counted.seconds() for role, counted in self.roles.items()}
+
+    def stop(self) -> None:
+        ends = {role: counted.seconds() for role, counted in self.roles.items()}
+        self.wall_s = time.monotonic() - self._wall
+        self.machine_pct = stats.busy_pct(self._machine, psutil.cpu_times()._asdict())
+        for role, end in ends.items():
+            begin = self._start.get(role)
+            self.cpu_s[role] = None if begin is None or end is None else end - begin

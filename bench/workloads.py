@@ -7,6 +7,7 @@ afterwards (:func:`add_relative`). Sizes come from a :class:`Plan` (full, or ``B
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from bench import client, stats
 from bench.client import Endpoint, StreamResult
 from bench.profiling import Profiler
-from bench.sampler import Watch, rss_mb
-from bench.stack import DIRECT, GATEWAY, Stack
+from bench.sampler import Counted, CpuWindow, Watch, rss_mb
+from bench.stack import DIRECT, GATEWAY, SQUID, Stack
 
 Metrics = dict[str, float | None]
 PathFigures = dict[str, Metrics]
@@ -82,7 +83,15 @@ async def load(
     watches = _watches(stack, endpoint.name)
     for watch in watches.values():
         watch.start()
-    sample = await client.closed_loop(endpoint, concurrency, plan.load_s, plan.load_warmup_s)
+    window = CpuWindow(cpu_roles(stack, endpoint.name))
+    sample = await client.closed_loop(
+        endpoint,
+        concurrency,
+        plan.load_s,
+        plan.load_warmup_s,
+        on_measure=window.start,
+        on_done=window.stop,
+    )
     for watch in watches.values():
         await watch.stop()
     summary = stats.summarize_s(sample.latencies_s)
@@ -95,6 +104,36 @@ async def load(
     for role in ("front", "connector"):
         role_watch = watches.get(role)
         out[f"{role}_cpu_pct"] = role_watch.cpu_pct if role_watch else None
+    out.update(cpu_figures(window, len(sample.latencies_s) + sample.errors))
+    return out
+
+
+def cpu_roles(stack: Stack, path: str) -> dict[str, Counted]:
+    """Every process on ``path``: the bench process (the load client; alone, not with the
+    servers it started as children), the bench upstream, the front server (none on ``direct``,
+    where the upstream is the server), the path's connector, and squid on ``gateway+squid``."""
+    upstream = stack.procs.get("upstream")
+    squid = stack.squid.process if stack.squid is not None and path == SQUID else None
+    return {
+        "client": Counted(os.getpid(), children=False),
+        "upstream": Counted(upstream.pid if upstream is not None else None),
+        "front": Counted(None if path == DIRECT else stack.front_pid(path)),
+        "connector": Counted(stack.connector_pid(path)),
+        "proxy": Counted(squid.pid if squid is not None else None),
+    }
+
+
+def cpu_figures(window: CpuWindow, requests: int) -> Metrics:
+    """``cpu_us_per_req_<role>`` and their ``_total``; ``machine_cpu_pct`` (all cores busy =
+    100) and ``path_cpu_pct`` (the share of all cores this path's processes used)."""
+    out: Metrics = {}
+    for role in stats.CPU_ROLES:
+        out[f"cpu_us_per_req_{role}"] = stats.per_request_us(window.cpu_s.get(role), requests)
+    parts = [window.cpu_s.get(role) for role in stats.CPU_ROLES]
+    total = None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+    out["cpu_us_per_req_total"] = stats.per_request_us(total, requests)
+    out["machine_cpu_pct"] = window.machine_pct
+    out["path_cpu_pct"] = stats.share_of_cores_pct(total, window.wall_s, os.cpu_count() or 1)
     return out
 
 

@@ -35,6 +35,7 @@ from gateway.ledger import UsageLedger
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
+from tunnel.heap import freeze_startup_heap
 from tunnel.listener import Listener
 
 log = logging.getLogger("gateway")
@@ -197,6 +198,7 @@ async def _serve_until(
         asyncio.create_task(hypercorn_serve(app, cfg, shutdown_trigger=trigger))
         for app, cfg in bound.servers
     ]
+    freeze_startup_heap()
     _announce(bound.ports, ready_file)
     watcher: asyncio.Future[Any] = asyncio.ensure_future(shutdown_trigger())
     try:

@@ -43,6 +43,11 @@ class TunnelResponse(Protocol):
         """Yield body chunks as the upstream sends them (each DATA frame's payload)."""
         ...
 
+    async def read(self) -> bytes:
+        """The next body chunk, ``b""`` at the end. Cancelling a waiting ``read`` loses nothing
+        (the next call returns the same chunk), so it may be awaited under a timeout."""
+        ...
+
     async def aclose(self) -> None:
         """Finish with this response. If the body was not read to its end, the stream is
         reset (RST_STREAM CANCEL) so that the connector aborts the upstream request."""

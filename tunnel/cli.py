@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from tunnel.config import ConnectorConfig
 from tunnel.errors import TunnelError
+from tunnel.heap import freeze_startup_heap
 
 PROG = "connector"
 
@@ -57,7 +58,9 @@ async def _run(cfg: ConnectorConfig) -> None:
 
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
-    await Connector(cfg).run(stop)
+    connector = Connector(cfg)
+    freeze_startup_heap()
+    await connector.run(stop)
 
 
 def _event_loop_runner() -> Callable[..., object]:

@@ -114,6 +114,9 @@ class _Response:
         self._stream = stream
         self._sender = sender
 
+    async def read(self) -> bytes:
+        return await self._stream.read()
+
     async def body(self) -> AsyncIterator[bytes]:
         while chunk := await self._stream.read():
             yield chunk

@@ -48,6 +48,7 @@ class MemoryTLSStream:
         self._peer: PeerIdentity | None = None
         self._closed = False
         self._fills = 0
+        self._lower_nowait: Callable[[bytes], bool] | None = getattr(lower, "write_nowait", None)
 
     @classmethod
     async def client(
@@ -114,6 +115,26 @@ class MemoryTLSStream:
     async def write(self, data: bytes) -> None:
         if data:
             await self._run(lambda: self._ssl.write(data))
+            return
+        await self._flush()  # b"": after write_nowait said wait, send what it left in the BIO
+        if self._lower_nowait is not None:
+            await self._lower.write(b"")  # and wait for the transport to drain
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Encrypt ``data`` and hand the records to the lower stream now (the session's fast
+        path, no task switch); False when the caller should wait for the lower stream to drain.
+
+        When a ``_flush`` is under way its loop sends these records after its own, in order.
+        A lower stream without ``write_nowait`` gets them from the next ``write`` or ``_flush``.
+        """
+        try:
+            self._ssl.write(data)
+        except ssl.SSLWantReadError:  # TLS 1.3 writes never wait for input once connected
+            raise ConnectionError("TLS wanted to read while writing") from None
+        if self._lower_nowait is None or self._write_lock.locked():
+            return False
+        records = self._outgoing.read()
+        return self._lower_nowait(records) if records else True
 
     async def aclose(self) -> None:
         if self._closed:
@@ -166,6 +187,8 @@ class MemoryTLSStream:
         """
         if not wait and self._write_lock.locked():
             return
+        if not self._outgoing.pending and not self._write_lock.locked():
+            return  # nothing to send and nobody sending (every read passes here)
         async with self._write_lock:
             while data := self._outgoing.read():
                 await self._lower.write(data)

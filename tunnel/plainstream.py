@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
+#: Bytes the transport may hold before ``write_nowait`` asks the caller to wait for a drain.
+WRITE_HIGH_WATER = 256 * 1024
+
 
 class TcpByteStream:
     """An accepted TCP connection as a ByteStream (no TLS)."""
@@ -31,11 +34,24 @@ class TcpByteStream:
         self._writer.write(data)
         await self._writer.drain()
 
+    def write_nowait(self, data: bytes) -> bool:
+        return write_nowait(self._writer, data)
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         await close_writer(self._writer)
+
+
+def write_nowait(writer: asyncio.StreamWriter, data: bytes) -> bool:
+    """Hand ``data`` to the transport now (a session's fast path, no task switch); False once
+    the transport holds more than WRITE_HIGH_WATER bytes, when the caller must wait to drain."""
+    transport = writer.transport
+    if transport.is_closing():
+        raise ConnectionResetError("the connection is closed")
+    transport.write(data)
+    return transport.get_write_buffer_size() <= WRITE_HIGH_WATER
 
 
 async def close_writer(writer: asyncio.StreamWriter) -> None:

@@ -13,7 +13,7 @@ import ssl
 
 from tunnel.config import ConnectorConfig
 from tunnel.errors import HandshakeError, InterceptedError
-from tunnel.plainstream import close_writer
+from tunnel.plainstream import close_writer, write_nowait
 from tunnel.proxy import ProxySpec, open_tcp, select_proxy
 from tunnel.stream import PeerIdentity
 from tunnel.tlsconfig import (
@@ -23,9 +23,6 @@ from tunnel.tlsconfig import (
     probe_context,
     subject_and_issuer,
 )
-
-#: Bytes the transport may hold before the session's writer waits for it to drain.
-WRITE_HIGH_WATER = 256 * 1024
 
 
 class TcpSecureStream:
@@ -64,13 +61,7 @@ class TcpSecureStream:
         await self._writer.drain()
 
     def write_nowait(self, data: bytes) -> bool:
-        """Hand ``data`` to the transport now (the session's fast path); False once the
-        transport holds more than WRITE_HIGH_WATER bytes, when ``write`` must wait to drain."""
-        transport = self._writer.transport
-        if transport.is_closing():
-            raise ConnectionResetError("the connection is closed")
-        transport.write(data)
-        return transport.get_write_buffer_size() <= WRITE_HIGH_WATER
+        return write_nowait(self._writer, data)
 
     async def aclose(self) -> None:
         if self._closed:

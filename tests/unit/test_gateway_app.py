@@ -30,15 +30,30 @@ class FakeResponse:
         self.headers = [("content-type", ctype)]
         self.parts = parts
         self.closed = False
+        self._next = 0
+        self._until: float | None = None
+
+    async def read(self) -> bytes:
+        """Like the tunnel's: a cancelled wait (the keep-alive timeout) loses nothing."""
+        loop = asyncio.get_running_loop()
+        while self._next < len(self.parts):
+            part = self.parts[self._next]
+            if isinstance(part, float):
+                if self._until is None:
+                    self._until = loop.time() + part
+                await asyncio.sleep(max(0.0, self._until - loop.time()))
+                self._until = None
+                self._next += 1
+                continue
+            self._next += 1
+            if isinstance(part, Exception):
+                raise part
+            return part
+        return b""
 
     async def _gen(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            if isinstance(part, float):
-                await asyncio.sleep(part)
-            elif isinstance(part, Exception):
-                raise part
-            else:
-                yield part
+        while part := await self.read():
+            yield part
 
     def body(self) -> AsyncIterator[bytes]:
         return self._gen()

@@ -81,6 +81,10 @@ class _FakeResponse:
         self._body = body
         self.closed = False
 
+    async def read(self) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
     async def _iter(self) -> AsyncIterator[bytes]:
         yield self._body
 
