@@ -18,19 +18,11 @@ from typing import Final, Protocol
 from quart import Quart, Response, g, jsonify, request
 
 from gateway.auth import AuthError
+from gateway.body_rewrite import client_asked_usage, upstream_body, wants_stream
 from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 from gateway.identity import Identity
 from gateway.models import ModelCatalog
-from gateway.proxying import (
-    AdmissionLike,
-    Exchange,
-    Forwarder,
-    client_asked_usage,
-    forward_headers,
-    prompt_of,
-    upstream_body,
-    wants_stream,
-)
+from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
 from gateway.ratelimit import RateLimited, estimate_tokens
 from gateway.request_body import parse_body
 
@@ -199,7 +191,9 @@ class OpenAIRoutes:
             )
         except GatewayError as exc:
             response = exc.to_response()
-        response.headers.update(admission.headers)
+        # appended, not replaced: no answer built above carries x-ratelimit-* headers, and
+        # werkzeug's ``update`` scans every header for each one it sets
+        response.headers.extend(admission.headers)
         return response
 
     async def _limit_headers(self, identity: Identity) -> dict[str, str]:

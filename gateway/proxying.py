@@ -1,6 +1,6 @@
 """Forwarding one admitted API request through the tunnel, and accounting for it once.
 
-The request side (:func:`upstream_body`, :func:`forward_headers`) is pure.
+The request side (:func:`forward_headers`; the body in :mod:`gateway.body_rewrite`) is pure.
 :class:`Forwarder` awaits the response head, then either answers a complete JSON body (model
 rewritten, usage read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`.
 Whatever happens (end, error, client gone), :meth:`Exchange.finish` runs exactly once: the
@@ -36,7 +36,6 @@ from tunnel.errors import NoTunnelError, TunnelError
 log = logging.getLogger("gateway.proxy")
 
 FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
-USAGE_OPTION_ROUTES: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024
@@ -57,32 +56,6 @@ class LedgerLike(Protocol):
 
 
 # --------------------------------------------------------------------------- request side
-
-
-def wants_stream(body: Mapping[str, Any]) -> bool:
-    return body.get("stream") is True
-
-
-def client_asked_usage(body: Mapping[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def upstream_body(raw: bytes, body: Json, route: str, resolved: ResolvedModel) -> bytes:
-    """The body for the upstream: ``model`` renamed and, for streamed chat/completions,
-    ``stream_options.include_usage`` set (so tokens can be charged). Every other field is kept;
-    an unchanged body is sent as the very bytes the client sent."""
-    changed = False
-    if body["model"] != resolved.model:
-        body["model"] = resolved.model
-        changed = True
-    if route in USAGE_OPTION_ROUTES and wants_stream(body) and not client_asked_usage(body):
-        options = body.get("stream_options") or {}  # parse_body made sure it is an object
-        body["stream_options"] = {**options, "include_usage": True}
-        changed = True
-    if not changed:
-        return raw
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

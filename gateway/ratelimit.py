@@ -196,10 +196,13 @@ class RateLimiter:
         return cls(cfg.limits.storage)
 
     async def admit(self, identity: Identity, requested_tokens: int) -> Admission:
+        """Check tokens, count the request, take a concurrency slot; the headers come from the
+        same reads (three storage calls for a request that passes)."""
         key = _key(identity)
         rpm, tpm = _item(identity.rpm), _item(identity.tpm)
+        tokens = _UNLIMITED
         if tpm is not None:
-            await self._check_tokens(identity, tpm, requested_tokens)
+            tokens = await self._check_tokens(identity, tpm, requested_tokens)
         if rpm is not None and not await self._requests.hit(rpm, key):
             state = await self._state(self._requests, rpm, key)
             raise RateLimited(
@@ -219,14 +222,20 @@ class RateLimiter:
                     await self._error_headers(identity, 1.0),
                     kind="concurrency",
                 )
-        return Admission(self, identity, slot, await self.headers_for(identity))
+        requests = await self._state(self._requests, rpm, key) if rpm else _UNLIMITED
+        return Admission(self, identity, slot, ratelimit_headers(requests, tokens))
 
-    async def _check_tokens(self, identity: Identity, tpm: RateLimitItem, requested: int) -> None:
+    async def _check_tokens(
+        self, identity: Identity, tpm: RateLimitItem, requested: int
+    ) -> WindowState:
+        """The token window as it stands (tokens are charged when the answer is known), or
+        RateLimited when the estimate does not fit. ``remaining`` is the limits library's
+        floored count, the same test its ``hit`` applies when the tokens are charged."""
         # A request larger than the whole budget may still run when the window is empty.
         cost = max(1, min(requested, tpm.amount))
-        if await self._tokens.test(tpm, _key(identity), cost=cost):
-            return
         state = await self._state(self._tokens, tpm, _key(identity))
+        if state.remaining >= cost:
+            return state
         raise RateLimited(
             tokens_message(
                 identity.name, tpm.amount, tpm.amount - state.remaining, requested, state.reset_s

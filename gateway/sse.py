@@ -9,6 +9,7 @@ parses an event as JSON when it carries a real ``usage`` object (the last one, w
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ class Usage:
     completion_tokens: int = 0
 
 
+@functools.lru_cache(maxsize=1024)
 def model_replacements(upstream_model: str, alias: str) -> tuple[tuple[bytes, bytes], ...]:
-    """Byte pairs that turn ``"model":"<upstream>"`` into ``"model":"<alias>"``."""
+    """Byte pairs that turn ``"model":"<upstream>"`` into ``"model":"<alias>"`` (cached: the
+    same few names come back on every request)."""
     if upstream_model == alias:
         return ()
     old = json.dumps(upstream_model).encode()
