@@ -130,11 +130,27 @@ def paced_sentence(results: Results) -> str:
     extra = _get(results, "d", GATEWAY, "extra_p99_ms")
     if extra is None:
         return "Not measured through the gateway in this run."
-    return (
-        f"Paced chunks pick up {_ms(extra)} p99: with 20 ms between chunks the processes are idle "
-        "when a chunk comes, so this is the wake-up and forwarding latency of two event loops, "
-        "not throughput; a buffering or Nagle stall would show as tens of ms."
+    alone = _get(results, "d", GATEWAY, "extra_single_p99_ms")
+    gw_us = _get(results, "d", GATEWAY, "cpu_us_per_chunk_front")
+    conn_us = _get(results, "d", GATEWAY, "cpu_us_per_chunk_connector")
+    floor_us = _get(results, "d", FLOOR, "cpu_us_per_chunk_front")
+    together = int(results.get("plan", {}).get("paced_concurrency", 0) or 0)
+    text = (
+        f"Paced chunks pick up {_ms(extra)} p99 with {together or 'several'} streams at once, "
+        f"{_ms(alone)} p99 for one stream alone. Nothing is held back (a buffering, Nagle or "
+        "flush stall would show as tens of ms): each chunk leaves every process in the read that "
+        "brought it."
     )
+    if gw_us is not None and conn_us is not None and together > 1:
+        queue_ms = (together - 1) * gw_us / 1000
+        text += (
+            f" The rest is CPU: the gateway spends {gw_us:.0f} us and the connector "
+            f"{conn_us:.0f} us on each relayed chunk (Hypercorn alone, on the floor, "
+            f"{floor_us or 0:.0f} us), and the streams' chunks arrive at the same instants, so "
+            f"the last of {together} waits for the {together - 1} before it: about "
+            f"{queue_ms:.2f} ms in the gateway alone."
+        )
+    return text
 
 
 def memory_sentence(results: Results) -> str:

@@ -59,6 +59,10 @@ ROWS: tuple[Row, ...] = (
     Row("d", "delay_p99_ms", "(d) chunk delay p99 ms"),
     Row("d", "extra_p50_ms", "(d) extra delay p50 ms", show_ratio=False),
     Row("d", "extra_p99_ms", "(d) extra delay p99 ms", show_ratio=False),
+    Row("d", "extra_single_p50_ms", "(d) one stream alone: extra p50 ms", show_ratio=False),
+    Row("d", "extra_single_p99_ms", "(d) one stream alone: extra p99 ms", show_ratio=False),
+    Row("d", "cpu_us_per_chunk_front", "(d) server CPU us per chunk", 0, False),
+    Row("d", "cpu_us_per_chunk_connector", "(d) connector CPU us per chunk", 0, False),
     Row("e", "front_rss_mb", "(e) server RSS MiB", 1),
     Row("e", "front_cpu_pct", "(e) server CPU %", 0),
     Row("e", "connector_rss_mb", "(e) connector RSS MiB", 1, False),
@@ -211,6 +215,7 @@ def cpu_budget_section(results: Results) -> list[str]:
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", *_budget_paragraph(results, budget), ""]
     out += _h2_lines(results, budget.spent_us)
+    out += _gateway_parts_lines(results)
     return out
 
 
@@ -252,6 +257,32 @@ def _h2_lines(results: Results, spent_us: float) -> list[str]:
         f"{_fmt(h2.get('client_us'), 0)} us on the client side (the gateway) and "
         f"{_fmt(h2.get('server_us'), 0)} us on the server side (the connector): "
         f"{float(h2['total_us']):.0f} us per exchange{of_spent}.",
+        "",
+    ]
+
+
+def _gateway_parts_lines(results: Results) -> list[str]:
+    """Where the gateway process's CPU per request goes: Hypercorn with TLS (the floor's
+    server), the gateway's own handling (``bench/app_cost.py``), h2's client side, the rest."""
+    app = results["figures"].get("app")
+    h2 = results["figures"].get("h2")
+    gateway = _value(results, "b64", GATEWAY, "cpu_us_per_req_front")
+    floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
+    if not isinstance(app, Mapping) or not isinstance(h2, Mapping):
+        return []
+    if gateway is None or floor is None:
+        return []
+    app_us = float(app["us_per_request"])
+    h2_us = float(h2["client_us"])
+    rest = gateway - floor - app_us - h2_us
+    return [
+        "Where the gateway process's "
+        f"{gateway:.0f} us per request go: Hypercorn's HTTP/1.1 with TLS as the floor's server "
+        f"spends it, {floor:.0f} us; the gateway's own handling (`bench/app_cost.py`: the real "
+        "app through ASGI in-process, with its key store, limiter, ledger, metrics and access "
+        f"log, the tunnel answered at once) {app_us:.0f} us; h2's client side {h2_us:.0f} us; "
+        f"the rest, {rest:.0f} us, is the tunnel session and its TLS, and the event loop "
+        "switching between the client's and the tunnel's connections.",
         "",
     ]
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench import h2_cost, limits, report, targets, tunnel_bulk, workloads
+from bench import app_cost, h2_cost, limits, report, targets, tunnel_bulk, workloads
 from bench.profiling import Profiler
 from bench.stack import DIRECT, FLOOR, GATEWAY, PATHS, SQUID, WEBSOCKET, Stack
 from bench.workloads import Plan
@@ -70,7 +70,7 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     workloads.add_relative(figures["c"], (("ttft_ms", "ttft_added_ms"),))
     _say("(d) paced streams")
     figures["d"] = await workloads.each_path(
-        stack, paths, lambda e: workloads.paced_streams(e, plan)
+        stack, paths, lambda e: workloads.paced_streams(e, plan, stack)
     )
     workloads.add_extra_delay(figures["d"])
     _say(f"(e) {plan.held_streams} open paced streams")
@@ -84,6 +84,8 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     figures["g"] = {soak_path: await workloads.soak(stack.endpoints[soak_path], plan, stack)}
     _say("h2 library cost per exchange (in-process, no sockets)")
     figures["h2"] = h2_cost.measure(3000)
+    _say("the gateway's own request handling (in-process ASGI, stand-in tunnel)")
+    figures["app"] = await app_cost.measure_async(3000)
     return figures
 
 

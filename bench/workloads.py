@@ -156,21 +156,35 @@ async def unpaced_streams(endpoint: Endpoint, plan: Plan) -> Metrics:
     }
 
 
-async def paced_streams(endpoint: Endpoint, plan: Plan) -> Metrics:
+async def paced_streams(endpoint: Endpoint, plan: Plan, stack: Stack) -> Metrics:
+    """``paced_concurrency`` streams at a time (the figure the target reads), the CPU each
+    process spends per relayed chunk meanwhile, then one stream alone: the same chunks without
+    others arriving at the same instant (what a single assistant's answer sees)."""
     count = plan.paced_concurrency * plan.paced_rounds
+    window = CpuWindow(cpu_roles(stack, endpoint.name))
+    window.start()
     results = await client.streams(
         endpoint, count, plan.paced_concurrency, plan.paced_chunks, plan.pace_ms
     )
+    window.stop()
     good = _ok(results)
     delays = stats.chunk_delays_ms(pair for r in good for pair in r.pairs)
     gaps = [g for r in good for g in stats.inter_arrival_ms([recv for _, recv in r.pairs])]
     summary = stats.summarize_ms(delays)
-    return {
+    alone = await client.streams(endpoint, 1, 1, plan.paced_chunks, plan.pace_ms)
+    alone_ok = _ok(alone)
+    single = stats.summarize_ms(stats.chunk_delays_ms(p for r in alone_ok for p in r.pairs))
+    out: Metrics = {
         "delay_p50_ms": summary.p50_ms,
         "delay_p99_ms": summary.p99_ms,
         "gap_p99_ms": stats.percentile(gaps, 99),
-        "errors": len(results) - len(good),
+        "single_delay_p50_ms": single.p50_ms,
+        "single_delay_p99_ms": single.p99_ms,
+        "errors": len(results) - len(good) + len(alone) - len(alone_ok),
     }
+    for role in ("front", "connector"):
+        out[f"cpu_us_per_chunk_{role}"] = stats.per_request_us(window.cpu_s.get(role), len(delays))
+    return out
 
 
 # --------------------------------------------------------------------------- (e)
@@ -279,11 +293,16 @@ def add_relative(
 
 
 def add_extra_delay(figures: PathFigures, reference: str = DIRECT) -> None:
-    """(d): ``extra_pXX = delay_pXX - reference's delay_p50`` (the baseline cost of a read)."""
-    base = figures.get(reference, {}).get("delay_p50_ms")
-    for metrics in figures.values():
-        for q in ("p50", "p99"):
-            metrics[f"extra_{q}_ms"] = stats.difference(metrics.get(f"delay_{q}_ms"), base)
+    """(d): ``extra_pXX = delay_pXX - reference's delay_p50`` (the baseline cost of a read), for
+    the concurrent streams and for the stream alone (``extra_single_pXX``)."""
+    ref = figures.get(reference, {})
+    for prefix, out in (("", ""), ("single_", "single_")):
+        base = ref.get(f"{prefix}delay_p50_ms")
+        for metrics in figures.values():
+            for q in ("p50", "p99"):
+                metrics[f"extra_{out}{q}_ms"] = stats.difference(
+                    metrics.get(f"{prefix}delay_{q}_ms"), base
+                )
 
 
 async def each_path(

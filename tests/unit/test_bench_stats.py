@@ -287,10 +287,12 @@ def test_profile_summary_from_a_py_spy_svg() -> None:
 
 def test_extra_delay_is_measured_from_directs_typical_delay() -> None:
     figures: dict[str, dict[str, float | None]] = {
-        "direct": {"delay_p50_ms": 0.1, "delay_p99_ms": 4.0},
-        "gateway": {"delay_p50_ms": 0.5, "delay_p99_ms": 1.6},
+        "direct": {"delay_p50_ms": 0.1, "delay_p99_ms": 4.0, "single_delay_p50_ms": 0.05},
+        "gateway": {"delay_p50_ms": 0.5, "delay_p99_ms": 1.6, "single_delay_p99_ms": 0.85},
     }
     add_extra_delay(figures)
     assert figures["gateway"]["extra_p50_ms"] == pytest.approx(0.4)
     assert figures["gateway"]["extra_p99_ms"] == pytest.approx(1.5)
     assert figures["direct"]["extra_p99_ms"] == pytest.approx(3.9)
+    assert figures["gateway"]["extra_single_p99_ms"] == pytest.approx(0.8)
+    assert figures["gateway"]["extra_single_p50_ms"] is None  # not measured: no figure
