@@ -216,7 +216,31 @@ def cpu_budget_section(results: Results) -> list[str]:
     out += ["", *_budget_paragraph(results, budget), ""]
     out += _h2_lines(results, budget.spent_us)
     out += _gateway_parts_lines(results)
+    out += _design_parts_lines(results, budget)
     return out
+
+
+def _design_parts_lines(results: Results, budget: CpuCeiling) -> list[str]:
+    """The verdict: what the design's fixed parts alone cost against the budget for the target."""
+    h2 = results["figures"].get("h2")
+    floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
+    if not isinstance(h2, Mapping) or floor is None:
+        return []
+    fixed = floor + float(h2["total_us"])
+    verdict = (
+        "so the target cannot be reached with these parts on this machine, whatever the rest costs"
+        if fixed >= budget.needed_budget_us
+        else f"leaving {budget.needed_budget_us - fixed:.0f} us for everything else"
+    )
+    return [
+        "With the design's parts, Hypercorn serving the client (as cheap as the floor's server "
+        f"at best, {floor:.0f} us) and h2 at both ends of the tunnel ({float(h2['total_us']):.0f} "
+        f"us) cost {fixed:.0f} us per request before any TLS inside the tunnel, key check, "
+        "limit, model rename, upstream HTTP client or event-loop switch; the gateway and the "
+        f"connector together may spend {budget.needed_budget_us:.0f} us to reach "
+        f"{budget.target:.2f} of the floor, {verdict}.",
+        "",
+    ]
 
 
 def _budget_paragraph(results: Results, b: CpuCeiling) -> list[str]:
@@ -294,7 +318,8 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
         "# Performance",
         "",
         "_This page is rewritten by `make bench` from its last run "
-        "(`bench/results/latest.json`); edit `bench/report.py`, not this file._",
+        "(`bench/results/latest.json`); edit `bench/report.py`, not this file, and re-render "
+        "with `.venv/bin/python -m bench.run --render bench/results/latest.json`._",
         "",
         f"- Date: {results['date']}",
         f"- Machine: {m['cores']} cores, {m['cpu_model']}, {m['platform']}",

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -179,7 +180,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--docs", type=Path, default=None)
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: print the table and rewrite the docs from an earlier run's JSON",
+    )
     return parser.parse_args(argv)
+
+
+def render_only(path: Path, docs: Path | None) -> int:
+    """The table and docs/performance.md from a results file (after editing bench/report.py)."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        results = f"{exc}"
+    if not isinstance(results, dict) or not isinstance(results.get("figures"), dict):
+        why = results if isinstance(results, str) else "it has no figures"
+        print(f"bench: error: {path} is not a bench results file: {why}", file=sys.stderr)
+        return 2
+    print(report.render_table(results))
+    if docs is not None:
+        docs.write_text(report.render_markdown(results, limits.limit_sentences(results)))
+        _say(f"rewrote {docs} from {path}")
+    return 0
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
@@ -193,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     docs = args.docs or (None if quick else REPO / "docs" / "performance.md")
     if args.no_docs:
         docs = None
+    if args.render is not None:
+        return render_only(args.render, args.docs or REPO / "docs" / "performance.md")
     # Ctrl-C and SIGTERM both end in the same clean-up (even if SIGINT came in ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import app_cost
+from bench import app_cost, run
 from bench.report import render_markdown
 from tests.unit.test_bench_cpu import _results
 
@@ -41,3 +43,29 @@ def test_report_splits_the_gateway_process() -> None:
     assert "150 us; h2's client side 61 us; the rest, 289 us," in text
     del results["figures"]["app"]
     assert "Where the gateway process's" not in render_markdown(results, {})
+
+
+def test_report_weighs_the_designs_parts_against_the_budget() -> None:
+    results: dict[str, Any] = _results(with_h2=True)
+    text = render_markdown(results, {})
+    # floor server 200 us + h2 120 us = 320 us, against the 580 us the test figures leave
+    assert "(as cheap as the floor's server at best, 200 us) and h2 at both ends" in text
+    assert "cost 320 us per request before any TLS inside the tunnel" in text
+    assert "may spend 580 us to reach 0.50 of the floor, leaving 260 us for everything else" in text
+    results["figures"]["h2"]["total_us"] = 400.0
+    assert "cannot be reached with these parts on this machine" in render_markdown(results, {})
+
+
+def test_render_only_rewrites_the_docs_from_a_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "run.json"
+    results.write_text(json.dumps(_results(with_h2=True)))
+    docs = tmp_path / "performance.md"
+    assert run.main(["--render", str(results), "--docs", str(docs)]) == 0
+    assert "## CPU budget at concurrency 64" in docs.read_text()
+    assert "(b) c=64 CPU us/req connector" in capsys.readouterr().out
+    results.write_text('{"not": "a run"}')
+    assert run.main(["--render", str(results), "--docs", str(docs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"bench: error: {results} is not a bench results file: it has no figures"
