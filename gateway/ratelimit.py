@@ -23,6 +23,7 @@ from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterR
 from limits.storage import storage_from_string
 
 from gateway.identity import Identity, LimitsSettings
+from gateway.limits_memory import SweptMemoryStorage
 from gateway.ratelimit_headers import (
     WindowState,
     concurrency_message,
@@ -182,7 +183,8 @@ class Admission:
 
 class RateLimiter:
     def __init__(self, storage_uri: str = "memory://") -> None:
-        storage = storage_from_string(async_storage_uri(storage_uri))
+        uri = async_storage_uri(storage_uri)
+        storage = SweptMemoryStorage() if uri == "async+memory://" else storage_from_string(uri)
         assert isinstance(storage, Storage)
         self._storage = storage
         self._requests = MovingWindowRateLimiter(storage)
