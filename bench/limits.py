@@ -10,6 +10,7 @@ from bench.stats import CpuCeiling, cpu_ceiling, ratio
 
 Results = Mapping[str, Any]
 SATURATED_PCT = 85.0
+PACED_TARGET_MS = 1.0  # issue 5's bound on a paced chunk's extra delay (p99)
 
 
 def _get(results: Results, workload: str, path: str, metric: str) -> float | None:
@@ -150,7 +151,27 @@ def paced_sentence(results: Results) -> str:
             f"the last of {together} waits for the {together - 1} before it: about "
             f"{queue_ms:.2f} ms in the gateway alone."
         )
+        text += _paced_budget(results, together, floor_us)
     return text
+
+
+def _paced_budget(results: Results, together: int, floor_us: float | None) -> str:
+    """What the gateway could spend per chunk for the last of ``together`` to stay in 1 ms."""
+    alone_p50 = _get(results, "d", GATEWAY, "extra_single_p50_ms")
+    if alone_p50 is None or floor_us is None:
+        return ""
+    allowed_us = (PACED_TARGET_MS - alone_p50) * 1000 / (together - 1)
+    if allowed_us <= floor_us:
+        return (
+            f" To stay within {PACED_TARGET_MS:g} ms the gateway could spend about "
+            f"{max(allowed_us, 0):.0f} us per chunk (1 ms less the {alone_p50:.2f} ms one chunk "
+            f"takes alone, over the {together - 1} ahead of it): less than Hypercorn alone "
+            "spends, so not with these parts on this machine."
+        )
+    return (
+        f" To stay within {PACED_TARGET_MS:g} ms the gateway could spend about "
+        f"{allowed_us:.0f} us per chunk."
+    )
 
 
 def memory_sentence(results: Results) -> str:

@@ -220,27 +220,55 @@ def cpu_budget_section(results: Results) -> list[str]:
     return out
 
 
+#: How many times cheaper the gateway's own code would have to become before we call a target
+#: out of reach with the design's parts (it already makes one pass per request).
+OUT_OF_REACH_FACTOR = 2.0
+
+
 def _design_parts_lines(results: Results, budget: CpuCeiling) -> list[str]:
-    """The verdict: what the design's fixed parts alone cost against the budget for the target."""
+    """The verdict: what the design's fixed parts alone take of the budgets for the target (the
+    gateway process's own cap, and gateway + connector together), and what is left."""
     h2 = results["figures"].get("h2")
+    app = results["figures"].get("app")
     floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
-    if not isinstance(h2, Mapping) or floor is None:
+    gateway = _value(results, "b64", GATEWAY, "cpu_us_per_req_front")
+    if not isinstance(h2, Mapping) or floor is None or gateway is None:
         return []
-    fixed = floor + float(h2["total_us"])
-    verdict = (
-        "so the target cannot be reached with these parts on this machine, whatever the rest costs"
-        if fixed >= budget.needed_budget_us
-        else f"leaving {budget.needed_budget_us - fixed:.0f} us for everything else"
-    )
-    return [
-        "With the design's parts, Hypercorn serving the client (as cheap as the floor's server "
-        f"at best, {floor:.0f} us) and h2 at both ends of the tunnel ({float(h2['total_us']):.0f} "
-        f"us) cost {fixed:.0f} us per request before any TLS inside the tunnel, key check, "
-        "limit, model rename, upstream HTTP client or event-loop switch; the gateway and the "
-        f"connector together may spend {budget.needed_budget_us:.0f} us to reach "
-        f"{budget.target:.2f} of the floor, {verdict}.",
-        "",
+    client_us, h2_total = float(h2["client_us"]), float(h2["total_us"])
+    fixed_gw, fixed_pair = floor + client_us, floor + h2_total
+    left_gw = budget.process_cap_us - fixed_gw
+    left_pair = budget.needed_budget_us - fixed_pair
+    lines = [
+        "With the design's parts, two costs are fixed: Hypercorn serving the client (at best "
+        f"what the floor's server spends, {floor:.0f} us) and h2 ({client_us:.0f} us in the "
+        f"gateway, {h2_total - client_us:.0f} us in the connector). Of the "
+        f"{budget.process_cap_us:.0f} us the gateway process may spend per request for "
+        f"{budget.target:.2f} of the floor, they take {fixed_gw:.0f} us; of the "
+        f"{budget.needed_budget_us:.0f} us gateway and connector may spend together, "
+        f"{fixed_pair:.0f} us."
     ]
+    if left_gw <= 0 or left_pair <= 0:
+        lines.append(
+            "So the target cannot be reached with these parts on this machine, whatever the "
+            "rest costs."
+        )
+    elif isinstance(app, Mapping):
+        own = float(app["us_per_request"])
+        rest = gateway - fixed_gw - own
+        factor = (own + rest) / left_gw
+        verdict = (
+            "We judge the target out of reach with these parts on this machine; the figures "
+            "above say where each microsecond goes."
+            if factor >= OUT_OF_REACH_FACTOR
+            else "That is work on the gateway's own code, not a limit of its parts."
+        )
+        lines.append(
+            f"That leaves {left_gw:.0f} us in the gateway process for its own handling, which "
+            f"costs {own:.0f} us measured in-process, and for the tunnel session with its TLS "
+            f"and the event loop ({rest:.0f} us now): {own + rest:.0f} us would have to become "
+            f"{left_gw:.0f} us, {factor:.1f} times less. {verdict}"
+        )
+    return [" ".join(lines), ""]
 
 
 def _budget_paragraph(results: Results, b: CpuCeiling) -> list[str]:

@@ -47,12 +47,22 @@ def test_report_splits_the_gateway_process() -> None:
 
 def test_report_weighs_the_designs_parts_against_the_budget() -> None:
     results: dict[str, Any] = _results(with_h2=True)
+    results["figures"]["app"] = {"us_per_request": 150.0, "requests": 3000.0}
     text = render_markdown(results, {})
-    # floor server 200 us + h2 120 us = 320 us, against the 580 us the test figures leave
-    assert "(as cheap as the floor's server at best, 200 us) and h2 at both ends" in text
-    assert "cost 320 us per request before any TLS inside the tunnel" in text
-    assert "may spend 580 us to reach 0.50 of the floor, leaving 260 us for everything else" in text
-    results["figures"]["h2"]["total_us"] = 400.0
+    # test figures: floor server 200 us, h2 61 + 59 us; gateway 700 us; budgets 400 / 580 us
+    assert "Hypercorn serving the client (at best what the floor's server spends, 200 us)" in text
+    assert "Of the 400 us the gateway process may spend per request for 0.50 of the floor" in text
+    assert "they take 261 us; of the 580 us gateway and connector may spend together, 320" in text
+    assert "That leaves 139 us in the gateway process for its own handling" in text
+    assert "costs 150 us measured in-process" in text
+    assert "event loop (289 us now): 439 us would have to become 139 us, 3.2 times less" in text
+    assert "We judge the target out of reach with these parts" in text
+    results["figures"]["app"]["us_per_request"] = 0.0
+    results["figures"]["b64"]["gateway"]["cpu_us_per_req_front"] = 400.0
+    text = render_markdown(results, {})
+    assert "(139 us now): 139 us would have to become 139 us, 1.0 times less" in text
+    assert "That is work on the gateway's own code, not a limit of its parts." in text
+    results["figures"]["h2"]["client_us"] = 250.0
     assert "cannot be reached with these parts on this machine" in render_markdown(results, {})
 
 
