@@ -59,3 +59,8 @@ async def test_the_sweep_drops_expired_entries_and_counters() -> None:
     assert len(next(iter(storage.events.values()))) == 1  # the per-minute entry stays
     assert not any("tokens" in key for key in storage.expirations)
     assert await window.hit(second, "old")  # and the key works as new
+
+
+def test_no_second_error_wrapping_layer() -> None:
+    for name in ("incr", "get", "acquire_entry", "get_moving_window", "get_sliding_window"):
+        assert getattr(SweptMemoryStorage, name) is getattr(MemoryStorage, name), name
