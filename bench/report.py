@@ -215,9 +215,45 @@ def cpu_budget_section(results: Results) -> list[str]:
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", *_budget_paragraph(results, budget), ""]
     out += _h2_lines(results, budget.spent_us)
-    out += _gateway_parts_lines(results)
-    out += _design_parts_lines(results, budget)
+    split = gateway_split(results)
+    if split is not None:
+        out += _gateway_parts_lines(split)
+        out += _design_parts_lines(split, budget)
     return out
+
+
+@dataclass(frozen=True)
+class GatewaySplit:
+    """The gateway process's CPU per request at concurrency 64, by part: Hypercorn with TLS
+    (what the floor's server spends), h2 on each side (``bench/h2_cost.py``), the gateway's own
+    handling (``bench/app_cost.py``, when measured) and what is left."""
+
+    gateway_us: float
+    floor_us: float
+    h2_client_us: float
+    h2_server_us: float
+    own_us: float | None
+
+    @property
+    def rest_us(self) -> float:
+        """The tunnel session with its TLS and the event loop: what no in-process figure covers."""
+        return self.gateway_us - self.floor_us - self.h2_client_us - (self.own_us or 0.0)
+
+
+def gateway_split(results: Results) -> GatewaySplit | None:
+    h2 = results["figures"].get("h2")
+    app = results["figures"].get("app")
+    gateway = _value(results, "b64", GATEWAY, "cpu_us_per_req_front")
+    floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
+    if not isinstance(h2, Mapping) or gateway is None or floor is None:
+        return None
+    return GatewaySplit(
+        gateway_us=gateway,
+        floor_us=floor,
+        h2_client_us=float(h2["client_us"]),
+        h2_server_us=float(h2["server_us"]),
+        own_us=float(app["us_per_request"]) if isinstance(app, Mapping) else None,
+    )
 
 
 #: How many times cheaper the gateway's own code would have to become before we call a target
@@ -225,23 +261,17 @@ def cpu_budget_section(results: Results) -> list[str]:
 OUT_OF_REACH_FACTOR = 2.0
 
 
-def _design_parts_lines(results: Results, budget: CpuCeiling) -> list[str]:
+def _design_parts_lines(split: GatewaySplit, budget: CpuCeiling) -> list[str]:
     """The verdict: what the design's fixed parts alone take of the budgets for the target (the
     gateway process's own cap, and gateway + connector together), and what is left."""
-    h2 = results["figures"].get("h2")
-    app = results["figures"].get("app")
-    floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
-    gateway = _value(results, "b64", GATEWAY, "cpu_us_per_req_front")
-    if not isinstance(h2, Mapping) or floor is None or gateway is None:
-        return []
-    client_us, h2_total = float(h2["client_us"]), float(h2["total_us"])
-    fixed_gw, fixed_pair = floor + client_us, floor + h2_total
+    floor, client_us = split.floor_us, split.h2_client_us
+    fixed_gw, fixed_pair = floor + client_us, floor + client_us + split.h2_server_us
     left_gw = budget.process_cap_us - fixed_gw
     left_pair = budget.needed_budget_us - fixed_pair
     lines = [
         "With the design's parts, two costs are fixed: Hypercorn serving the client (at best "
         f"what the floor's server spends, {floor:.0f} us) and h2 ({client_us:.0f} us in the "
-        f"gateway, {h2_total - client_us:.0f} us in the connector). Of the "
+        f"gateway, {split.h2_server_us:.0f} us in the connector). Of the "
         f"{budget.process_cap_us:.0f} us the gateway process may spend per request for "
         f"{budget.target:.2f} of the floor, they take {fixed_gw:.0f} us; of the "
         f"{budget.needed_budget_us:.0f} us gateway and connector may spend together, "
@@ -252,9 +282,8 @@ def _design_parts_lines(results: Results, budget: CpuCeiling) -> list[str]:
             "So the target cannot be reached with these parts on this machine, whatever the "
             "rest costs."
         )
-    elif isinstance(app, Mapping):
-        own = float(app["us_per_request"])
-        rest = gateway - fixed_gw - own
+    elif split.own_us is not None:
+        own, rest = split.own_us, split.rest_us
         factor = (own + rest) / left_gw
         verdict = (
             "We judge the target out of reach with these parts on this machine; the figures "
@@ -313,27 +342,18 @@ def _h2_lines(results: Results, spent_us: float) -> list[str]:
     ]
 
 
-def _gateway_parts_lines(results: Results) -> list[str]:
-    """Where the gateway process's CPU per request goes: Hypercorn with TLS (the floor's
-    server), the gateway's own handling (``bench/app_cost.py``), h2's client side, the rest."""
-    app = results["figures"].get("app")
-    h2 = results["figures"].get("h2")
-    gateway = _value(results, "b64", GATEWAY, "cpu_us_per_req_front")
-    floor = _value(results, "b64", FLOOR, "cpu_us_per_req_front")
-    if not isinstance(app, Mapping) or not isinstance(h2, Mapping):
+def _gateway_parts_lines(split: GatewaySplit) -> list[str]:
+    """Where the gateway process's CPU per request goes (only with the in-process figure)."""
+    if split.own_us is None:
         return []
-    if gateway is None or floor is None:
-        return []
-    app_us = float(app["us_per_request"])
-    h2_us = float(h2["client_us"])
-    rest = gateway - floor - app_us - h2_us
     return [
         "Where the gateway process's "
-        f"{gateway:.0f} us per request go: Hypercorn's HTTP/1.1 with TLS as the floor's server "
-        f"spends it, {floor:.0f} us; the gateway's own handling (`bench/app_cost.py`: the real "
-        "app through ASGI in-process, with its key store, limiter, ledger, metrics and access "
-        f"log, the tunnel answered at once) {app_us:.0f} us; h2's client side {h2_us:.0f} us; "
-        f"the rest, {rest:.0f} us, is the tunnel session and its TLS, and the event loop "
+        f"{split.gateway_us:.0f} us per request go: Hypercorn's HTTP/1.1 with TLS as the floor's "
+        f"server spends it, {split.floor_us:.0f} us; the gateway's own handling "
+        "(`bench/app_cost.py`: the real app through ASGI in-process, with its key store, "
+        "limiter, ledger, metrics and access log, the tunnel answered at once) "
+        f"{split.own_us:.0f} us; h2's client side {split.h2_client_us:.0f} us; the rest, "
+        f"{split.rest_us:.0f} us, is the tunnel session and its TLS, and the event loop "
         "switching between the client's and the tunnel's connections.",
         "",
     ]
@@ -405,6 +425,11 @@ def write_outputs(
     out.write_text(payload + "\n")
     (results_dir / "latest.json").write_text(payload + "\n")
     if docs_path is not None:
-        docs_path.parent.mkdir(parents=True, exist_ok=True)
-        docs_path.write_text(render_markdown(results, limits))
+        write_docs(results, docs_path, limits)
     return out
+
+
+def write_docs(results: Results, docs_path: Path, limits: Mapping[str, str]) -> None:
+    """``docs/performance.md`` (or ``docs_path``) rendered from ``results``."""
+    docs_path.parent.mkdir(parents=True, exist_ok=True)
+    docs_path.write_text(render_markdown(results, limits))

@@ -201,7 +201,7 @@ def render_only(path: Path, docs: Path | None) -> int:
         return 2
     print(report.render_table(results))
     if docs is not None:
-        docs.write_text(report.render_markdown(results, limits.limit_sentences(results)))
+        report.write_docs(results, docs, limits.limit_sentences(results))
         _say(f"rewrote {docs} from {path}")
     return 0
 
