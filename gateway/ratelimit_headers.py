@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 _MS_PER_S = 1000
 _MS_PER_MIN = 60 * _MS_PER_S
@@ -66,6 +67,31 @@ def ratelimit_headers(requests: WindowState, tokens: WindowState) -> dict[str, s
         "x-ratelimit-remaining-tokens": str(max(tokens.remaining, 0)),
         "x-ratelimit-reset-tokens": format_reset(tokens.reset_s),
     }
+
+
+def anthropic_ratelimit_headers(
+    requests: WindowState, tokens: WindowState, now: datetime
+) -> dict[str, str]:
+    """Anthropic's ``anthropic-ratelimit-*`` headers: the same windows, resets as RFC 3339 times
+    (second precision, UTC, rounded up so a client that waits until then is admitted). One token
+    window serves prompt and completion together, so the ``input-tokens`` and ``output-tokens``
+    headers Anthropic also sends are not invented."""
+    out: dict[str, str] = {}
+    for name, state in (("requests", requests), ("tokens", tokens)):
+        prefix = f"anthropic-ratelimit-{name}"
+        out[f"{prefix}-limit"] = str(state.limit)
+        out[f"{prefix}-remaining"] = str(max(state.remaining, 0))
+        out[f"{prefix}-reset"] = rfc3339_after(now, state.reset_s)
+    return out
+
+
+def rfc3339_after(now: datetime, seconds: float) -> str:
+    """``now`` plus ``seconds`` (rounded up to a whole second) as ``2026-12-04T18:20:05Z``."""
+    seconds = max(seconds, 0.0) if math.isfinite(seconds) else 0.0
+    moment = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=math.ceil(seconds))
+    if now.microsecond:
+        moment += timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def requests_message(name: str, limit: int, used: int, requested: int, retry_s: float) -> str:
