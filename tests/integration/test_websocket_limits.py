@@ -12,6 +12,7 @@ import contextlib
 import os
 import ssl
 import time
+from pathlib import Path
 
 import psutil
 
@@ -89,9 +90,9 @@ def rss(pid: int) -> int:
 
 
 async def test_unauthenticated_16mib_messages_are_refused_without_holding_memory(
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
-    async with gateway_with_plain_ws_listener(tmp_path) as rig:  # type: ignore[arg-type]
+    async with gateway_with_plain_ws_listener(tmp_path) as rig:
         pid = rig.gateway.pid
         ports = [(rig.ports["public"], client_tls(rig)), (rig.ports["websocket_http"], None)]
         pairs = [
@@ -111,10 +112,11 @@ async def test_unauthenticated_16mib_messages_are_refused_without_holding_memory
         assert rig.gateway.running
 
 
-async def test_an_idle_unauthenticated_websocket_is_closed(tmp_path: object) -> None:
+async def test_an_idle_unauthenticated_websocket_is_closed(tmp_path: Path) -> None:
     """No inner handshake within ``[tunnel] handshake_timeout_s`` (2 s in these tests)."""
-    async with gateway_with_plain_ws_listener(tmp_path) as rig:  # type: ignore[arg-type]
-        for port, tls in [(rig.ports["public"], client_tls(rig)), (rig.ports["websocket_http"], None)]:
+    async with gateway_with_plain_ws_listener(tmp_path) as rig:
+        ports = [(rig.ports["public"], client_tls(rig)), (rig.ports["websocket_http"], None)]
+        for port, tls in ports:
             reader, writer = await open_websocket(port, tls)
             start = time.monotonic()
             outcome = await what_the_gateway_did(reader, 8.0)
