@@ -127,9 +127,7 @@ class Forwarder:
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             message = f"upstream {up.name} unreachable: {exc or type(exc).__name__}"
             log.warning("%s %s: %s", method, path, message)
-            await respond(
-                stream, 502, openai_error(message, "server_error", "upstream_error")
-            )
+            await respond(stream, 502, openai_error(message, "server_error", "upstream_error"))
             return
         await self._relay(stream, resp, up.name)
 

@@ -33,11 +33,23 @@ def client_tls(rig: GatewayRig) -> ssl.SSLContext:
     return ctx
 
 
+async def connect(port: int, tls: ssl.SSLContext | None) -> Pair:
+    """The gateway writes its ready file before Hypercorn listens: retry a refusal briefly."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return await asyncio.open_connection(
+                "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
+            )
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def open_websocket(port: int, tls: ssl.SSLContext | None) -> Pair:
     """An RFC 6455 upgrade on ``WS_PATH``; returns once the gateway answered 101."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
-    )
+    reader, writer = await connect(port, tls)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET {WS_PATH} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
