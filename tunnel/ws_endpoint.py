@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.ws_stream import FrameTooLargeError, WebsocketBuffer
 from wsproto.events import Message
+from wsproto.extensions import PerMessageDeflate
 
 from tunnel.config import ListenerConfig
 from tunnel.errors import HandshakeError
@@ -92,7 +93,7 @@ class QuartWebSocketStream:
 
 class CappedWebsocketBuffer(WebsocketBuffer):
     """Hypercorn's message buffer, checking the size before it stores, and storing nothing
-    more once it has refused (see :func:`cap_websocket_messages`)."""
+    more once it has refused (see :func:`harden_websockets`)."""
 
     def extend(self, event: Message[Any]) -> None:
         if self.length + len(event.data) > self.max_length:
@@ -102,16 +103,26 @@ class CappedWebsocketBuffer(WebsocketBuffer):
         super().extend(event)
 
 
-def cap_websocket_messages(config: HypercornConfig) -> None:
-    """Make a Hypercorn ``config`` take at most ``MAX_RECEIVE_MESSAGE_BYTES`` per message.
+class DeflateDeclined(PerMessageDeflate):
+    """permessage-deflate (RFC 7692), never agreed: a compressed frame is inflated whole before
+    any size check (256 KiB on the wire made 256 MiB), and TLS records do not compress anyway."""
 
-    Hypercorn (0.17, 0.18) answers a message over its cap with 1009 but keeps the connection
-    until the app ends, and appends whatever else the peer sends to the refused message: the
-    cap alone bounds nothing. Its buffer class is swapped (process-wide) for one that holds
-    nothing more after a refusal; the app then ends the connection at its handshake timeout.
+    def accept(self, offer: str) -> None:
+        return None
+
+
+def harden_websockets(config: HypercornConfig) -> None:
+    """Bound what a stranger's WebSocket costs a Hypercorn server (before anyone is admitted).
+
+    Messages: at most ``MAX_RECEIVE_MESSAGE_BYTES``. Hypercorn (0.17, 0.18) answers a bigger one
+    with 1009 but keeps the connection until the app ends, appending whatever else the peer sends
+    to the refused message, so its buffer class is swapped for one that holds nothing more after
+    a refusal; the app ends the connection at its handshake timeout. Compression: declined. Both
+    swaps are process-wide (every Hypercorn server of the gateway carries only our WebSocket).
     """
     config.websocket_max_message_size = MAX_RECEIVE_MESSAGE_BYTES
     ws_stream.WebsocketBuffer = CappedWebsocketBuffer  # type: ignore[misc]
+    ws_stream.PerMessageDeflate = DeflateDeclined  # type: ignore[attr-defined]
 
 
 def default_remote(websocket: Any) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import ssl
 import time
+import zlib
 from pathlib import Path
 
 import psutil
@@ -47,17 +48,18 @@ async def connect(port: int, tls: ssl.SSLContext | None) -> Pair:
             await asyncio.sleep(0.05)
 
 
-async def open_websocket(port: int, tls: ssl.SSLContext | None) -> Pair:
+async def open_websocket(port: int, tls: ssl.SSLContext | None, extra: str = "") -> Pair:
     """An RFC 6455 upgrade on ``WS_PATH``; returns once the gateway answered 101."""
     reader, writer = await connect(port, tls)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET {WS_PATH} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
     assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"sec-websocket-extensions" not in head.lower(), head
     return reader, writer
 
 
@@ -136,3 +138,34 @@ async def test_an_idle_unauthenticated_websocket_is_closed(tmp_path: Path) -> No
             assert outcome in ("close 1000", "close 1008", "eof"), outcome
             assert time.monotonic() - start < 6.0
         assert "TLS handshake failed: handshake timed out" in rig.gateway.log_text()
+
+
+def deflate_bomb(inflated: int) -> bytes:
+    """A permessage-deflate message body (RFC 7692 section 7.2.1) of ``inflated`` zero bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = compressor.compress(bytes(inflated)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return body[:-4]  # the empty block's tail, as the RFC says to remove
+
+
+async def test_compression_is_never_agreed_so_a_deflate_bomb_inflates_nothing(
+    tmp_path: Path,
+) -> None:
+    """256 KiB on the wire would inflate to 256 MiB before any size check."""
+    async with gateway_with_plain_ws_listener(tmp_path) as rig:
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        reader, writer = await open_websocket(rig.ports["websocket_http"], None, offer)
+        proc = psutil.Process(rig.gateway.pid)
+        before = peak = rss(rig.gateway.pid)
+        body = deflate_bomb(256 * MIB)
+        writer.write(b"\xc2\xff" + len(body).to_bytes(8, "big") + b"\0\0\0\0" + body)  # RSV1 set
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        outcome = "nothing"
+        for _ in range(50):
+            peak = max(peak, int(proc.memory_info().rss))
+            outcome = await what_the_gateway_did(reader, 0.02)
+            if outcome != "nothing":
+                break
+        writer.close()
+        assert peak - before < 50 * MIB, f"the gateway grew by {(peak - before) / MIB:.0f} MiB"
+        assert outcome in ("close 1002", "eof"), outcome  # RSV1 without the extension

@@ -6,12 +6,14 @@ import pytest
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.protocol import ws_stream
 from wsproto.events import BytesMessage
+from wsproto.handshake import server_extensions_handshake
 
 from tunnel import ws_client
 from tunnel.ws_endpoint import (
     MAX_RECEIVE_MESSAGE_BYTES,
     CappedWebsocketBuffer,
-    cap_websocket_messages,
+    DeflateDeclined,
+    harden_websockets,
 )
 
 
@@ -42,9 +44,15 @@ def test_after_a_refusal_nothing_more_is_held() -> None:
         assert buffer.value is None
 
 
-def test_cap_websocket_messages_sets_the_cap_and_the_buffer() -> None:
+def test_harden_websockets_sets_the_cap_and_the_buffer() -> None:
     config = HypercornConfig()
     assert config.websocket_max_message_size == 16 * 1024 * 1024
-    cap_websocket_messages(config)
+    harden_websockets(config)
     assert config.websocket_max_message_size == MAX_RECEIVE_MESSAGE_BYTES
     assert ws_stream.WebsocketBuffer is CappedWebsocketBuffer
+    assert ws_stream.PerMessageDeflate is DeflateDeclined  # type: ignore[attr-defined]
+
+
+def test_compression_is_never_agreed() -> None:
+    offers = ["permessage-deflate", "permessage-deflate; client_max_window_bits"]
+    assert server_extensions_handshake(offers, [DeflateDeclined()]) is None
