@@ -75,6 +75,8 @@ def test_paths_under_v1_are_allowed(path: str) -> None:
         ("/v1/a%0d%0aX-Injected:%201", "not allowed"),
         ("/v1/a%c3%a9", "not allowed"),
         ("/v1/a%zz", "not allowed"),
+        ("/v1/%c0%ae%c0%ae/admin", "not allowed"),  # overlong UTF-8 for "."
+        ("/v1/%u002e%u002e/admin", "not allowed"),  # IIS's %u escapes
         ("/v1//x", "empty segment"),
         ("/v1/x//y", "empty segment"),
         ("/v1/%2f/x", "empty segment"),
