@@ -114,7 +114,7 @@ class DeflateDeclined(PerMessageDeflate):
 def harden_websockets(config: HypercornConfig) -> None:
     """Bound what a stranger's WebSocket costs a Hypercorn server (before anyone is admitted).
 
-    Messages: at most ``MAX_RECEIVE_MESSAGE_BYTES``. Hypercorn (0.17, 0.18) answers a bigger one
+    Messages: at most ``MAX_RECEIVE_MESSAGE_BYTES``. Hypercorn (0.18.0 read) answers a bigger one
     with 1009 but keeps the connection until the app ends, appending whatever else the peer sends
     to the refused message, so its buffer class is swapped for one that holds nothing more after
     a refusal; the app ends the connection at its handshake timeout. Compression: declined. Both
