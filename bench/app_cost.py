@@ -45,6 +45,7 @@ key = "unused.key"
 cert = "unused.crt"
 key = "unused.key"
 ca = "unused.crt"
+crl = "unused.pem"
 allowed_connectors = ["office"]
 
 [auth]

@@ -37,6 +37,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from tunnel.heap import freeze_startup_heap
 from tunnel.listener import Listener
+from tunnel.ws_endpoint import harden_websockets
 
 log = logging.getLogger("gateway")
 
@@ -66,6 +67,7 @@ def hypercorn_config(
     cfg.keep_alive_max_requests = 1_000_000_000  # never close a busy kept-alive connection
     cfg.backlog = 2048  # a burst of new connections waits instead of being refused
     cfg.max_app_queue_size = 64  # request body pieces buffered per request
+    harden_websockets(cfg)  # the tunnel's WebSocket: 64 KiB, not 16 MiB per stranger
     cfg.h2_max_concurrent_streams = 256
     cfg.accesslog = None  # our own access log, one JSON line per API request
     cfg.errorlog = logging.getLogger("hypercorn.error")

@@ -112,6 +112,18 @@ class _Reader:
             raise self.fail(key, f"has no host (got {text!r})")
         return text
 
+    def path_or_false(self, key: str, example: str) -> Path | None:
+        """A required path, or ``false`` to turn the feature off on purpose (``None``)."""
+        if not self.has(key):
+            off = f"{key} = false turns it off"
+            raise self.fail(key, f'is required (e.g. {key} = "{example}"; {off})')
+        value = self._get(key, None)
+        if value is False:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, "must be a path, or false")
+        return self.req_path(key)
+
     def table(self, key: str) -> Mapping[str, Any]:
         value = self._get(key, {})
         if not isinstance(value, dict):
@@ -274,7 +286,7 @@ class ListenerConfig:
     cert: Path
     key: Path
     ca: Path
-    crl: Path | None
+    crl: Path | None  # None: ``crl = false``, revocation turned off on purpose
     allowed_connectors: tuple[str, ...]
     ping_interval_s: float = 15.0
     ping_timeout_s: float = 10.0
@@ -307,7 +319,7 @@ class ListenerConfig:
             cert=r.req_path("cert"),
             key=r.req_path("key"),
             ca=r.req_path("ca"),
-            crl=r.path("crl", required=False),
+            crl=r.path_or_false("crl", "pki/crl.pem"),
             allowed_connectors=r.names("allowed_connectors"),
             ping_interval_s=r.positive("ping_interval_s", 15.0),
             ping_timeout_s=r.positive("ping_timeout_s", 10.0),

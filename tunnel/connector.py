@@ -127,9 +127,7 @@ class Forwarder:
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             message = f"upstream {up.name} unreachable: {exc or type(exc).__name__}"
             log.warning("%s %s: %s", method, path, message)
-            await respond(
-                stream, 502, openai_error(message, "upstream_error", "upstream_unreachable")
-            )
+            await respond(stream, 502, openai_error(message, "server_error", "upstream_error"))
             return
         await self._relay(stream, resp, up.name)
 
@@ -303,13 +301,13 @@ class Connector:
             log.info("%s up to %s", label, secure.description)
             await respond(stream, 200, self._hello())
             return
-        reason = refusal(self.cfg.upstreams, upstream, path)
-        if reason is not None:
-            log.warning("refused %s %s for upstream %r: %s", method, path, upstream, reason)
+        refused = refusal(self.cfg.upstreams, upstream, method, path)
+        if refused is not None:
+            log.warning("refused %r %r for upstream %r: %s", method, path, upstream, refused.reason)
             body = openai_error(
-                f"refused by the connector: {reason}", "permission_error", "not_allowed"
+                f"refused by the connector: {refused.reason}", "permission_error", "not_allowed"
             )
-            await respond(stream, 403, body)
+            await respond(stream, refused.status, body)
             return
         await self._forwarder.forward(stream, self.cfg.upstreams[upstream], method, path)
 

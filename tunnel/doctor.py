@@ -239,12 +239,16 @@ async def check_admitted(cfg: ConnectorConfig, secure: SecureStream, carrier: st
     if not runner.done():
         session.finish("no hello from the gateway")
     reason = await runner
-    return Step(
-        "tunnel",
-        FAIL,
-        f"not admitted: {reason}",
-        "ask the gateway's owner to allow this connector's name and check the CRL",
-    )
+    return Step("tunnel", FAIL, f"not admitted: {reason}", admission_hint(reason))
+
+
+def admission_hint(reason: str) -> str:
+    """What to do about the gateway's refusal, by its reason."""
+    if "the CRL is stale" in reason:
+        return "the gateway's CRL has expired: ask its owner to run `pki crl` (re-signs crl.pem)"
+    if "is revoked" in reason:
+        return "this certificate was revoked: ask the gateway's owner for a new one"
+    return "ask the gateway's owner to allow this connector's name and check the CRL"
 
 
 async def check_upstream(up: UpstreamConfig) -> Step:

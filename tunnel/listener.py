@@ -39,9 +39,10 @@ MAX_HELLO_BYTES = 64 * 1024
 
 
 def refusal_reason(peer: PeerIdentity, allowed: tuple[str, ...], crl: CrlWatcher) -> str | None:
-    """The one identity check every carrier uses: allowed name, not revoked."""
-    if crl.is_revoked(peer.serial):
-        return f"certificate serial {peer.serial:x} is revoked"
+    """The one identity check every carrier uses: a current CRL, not revoked, allowed name."""
+    reason = crl.refusal(peer.serial)
+    if reason is not None:
+        return reason
     if peer.common_name not in allowed:
         return f"connector name {peer.common_name!r} is not in allowed_connectors"
     return None

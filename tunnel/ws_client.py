@@ -41,7 +41,8 @@ USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 )
-#: Largest binary message we send; hypercorn accepts up to 16 MiB, proxies may want less.
+#: Largest binary message we send: the gateway takes no more (tunnel.ws_endpoint caps it).
+#: Never raise it alone, or a new connector cannot talk to an older gateway.
 MAX_MESSAGE_BYTES = 64 * 1024
 READ_BYTES = 65536
 MAX_HEAD_BYTES = 64 * 1024

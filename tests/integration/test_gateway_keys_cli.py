@@ -30,6 +30,7 @@ listen = "127.0.0.1:0"
 cert = "pki/gateway.crt"
 key = "pki/gateway.key"
 ca = "pki/ca.crt"
+crl = "pki/crl.pem"
 allowed_connectors = ["office-1"]
 [auth]
 keys_db = "data/gateway.db"

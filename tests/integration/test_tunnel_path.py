@@ -136,6 +136,32 @@ async def test_paths_outside_v1_and_unknown_upstreams_get_403(rig: Rig) -> None:
     assert "'elsewhere' is not configured" in rig.connectors[0].log_text()
 
 
+ATTACKS = (
+    ("POST", "/v1/%25252e%25252e/admin", "403"),  # decoded three times
+    ("POST", "/v1/..;/admin", "403"),  # a path parameter some servers read as ".."
+    ("GET", "/v1//models", "403"),
+    ("POST", "/v1/a%00b", "403"),
+    ("DELETE", "/v1/models", "405"),
+    ("PUT", "/v1/chat/completions", "405"),
+)
+
+
+async def test_encoded_escapes_and_other_methods_never_reach_the_upstream(rig: Rig) -> None:
+    session = rig.listener.pool.pick("office-llm").session
+    for method, path, status in ATTACKS:
+        stream = session.open_stream(request_head(method, "office-llm", path), end_stream=True)
+        head = dict(await stream.response_head())
+        body = b""
+        while chunk := await stream.read():
+            body += chunk
+        assert head[":status"] == status, (method, path, body)
+        assert json.loads(body)["error"]["code"] == "not_allowed"
+    assert not rig.standin.requests
+    log = rig.connectors[0].log_text()
+    assert "contains a dot segment" in log
+    assert "method 'DELETE' is not allowed (only GET, POST)" in log
+
+
 async def test_client_going_away_closes_the_upstream_request(rig: Rig) -> None:
     body = {**CHAT, "stream": True, "standin": {"chunks": 200, "pace_ms": 50}}
     resp = await rig.listener.pool.request(
@@ -161,6 +187,7 @@ async def test_upstream_unreachable_is_a_502_in_openai_shape(tmp_path: Path) -> 
         status, body = await rig.chat(CHAT)
         assert status == 502
         error = json.loads(body)["error"]
-        assert error["code"] == "upstream_unreachable"
-        assert error["type"] == "upstream_error"
+        # the gateway's own 502 shape (docs/api.md "Errors"), whichever side failed
+        assert error["type"] == "server_error"
+        assert error["code"] == "upstream_error"
         assert error["message"].startswith("upstream office-llm unreachable: ")

@@ -126,7 +126,7 @@ class Rig:
         table = {
             "server": {"cert": "c", "key": "k", "sse_keepalive_s": 0.05, "max_body_bytes": 2048,
                        "trusted_proxies": ["10.0.0.0/8"]},
-            "tunnel": {"cert": "c", "key": "k", "ca": "a", "allowed_connectors": ["o"]},
+            "tunnel": {"cert": "c", "key": "k", "ca": "a", "crl": "r", "allowed_connectors": ["o"]},
             "models": {"qwen3-coder": {"upstream": "office-llm", "model": UP}},
         }  # fmt: skip
         self.cfg = config_from_table(table, tmp / "gateway.toml")

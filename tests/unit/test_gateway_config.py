@@ -28,6 +28,7 @@ def minimal(**sections: Any) -> dict[str, Any]:
             "cert": "pki/gateway.crt",
             "key": "pki/gateway.key",
             "ca": "pki/ca.crt",
+            "crl": "pki/crl.pem",
             "allowed_connectors": ["office-1"],
         },
     }

@@ -192,3 +192,22 @@ def test_bad_websocket_urls_name_their_key(tmp_path: Path, line: str, key: str, 
         ConnectorConfig.load(write(tmp_path, text))
     assert str(caught.value).startswith(f"connector.toml: {key}: ")
     assert words in str(caught.value)
+
+
+def test_the_tunnel_table_requires_a_crl(tmp_path: Path) -> None:
+    """Without one, revocation would be silently off."""
+    table = {k: v for k, v in LISTENER.items() if k != "crl"}
+    with pytest.raises(ConfigError, match=r"^tunnel\.crl: is required .*crl = false") as info:
+        ListenerConfig.from_table(table, tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_crl_false_turns_revocation_off_on_purpose(tmp_path: Path) -> None:
+    assert ListenerConfig.from_table({**LISTENER, "crl": False}, tmp_path).crl is None
+
+
+@pytest.mark.parametrize(("value", "words"), [(True, "must be a path"), ("", "must not be empty"),
+                                              (3, "must be a path")])  # fmt: skip
+def test_other_crl_values_are_refused(tmp_path: Path, value: object, words: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^tunnel\.crl: {words}"):
+        ListenerConfig.from_table({**LISTENER, "crl": value}, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki import CA
 from tunnel.crl import CrlError, CrlWatcher, load_revoked
+from tunnel.doctor import admission_hint
 from tunnel.listener import refusal_reason
 from tunnel.tlsconfig import issued_by, peer_identity, subject_and_issuer
 
@@ -79,3 +81,50 @@ def test_issued_by_tells_our_ca_from_a_proxy_ca(tmp_path: Path) -> None:
     assert issued_by(real, tmp_path / "ours" / "ca.crt")
     assert not issued_by(forged, tmp_path / "ours" / "ca.crt")
     assert subject_and_issuer(forged) == ("gateway", "Corp Proxy CA")
+
+
+def test_no_crl_says_that_revocation_is_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    CA.init(tmp_path, name="Test CA")
+    with caplog.at_level(logging.WARNING, "tunnel.listener"):
+        watcher = CrlWatcher(None, tmp_path / "ca.crt")
+    assert "crl = false: certificate revocation is OFF" in caplog.text
+    assert watcher.refusal(1) is None
+
+
+def test_a_stale_crl_refuses_every_connector_until_it_is_refreshed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca = CA.init(tmp_path, name="Test CA")
+    ok = peer_identity(der_of(ca.issue_client("office-1").cert_path))
+    ca.crl(days=1, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    with caplog.at_level(logging.WARNING, "tunnel.listener"):
+        watcher = CrlWatcher(tmp_path / "crl.pem", tmp_path / "ca.crt")
+    assert "is stale" in caplog.text
+    reason = refusal_reason(ok, ("office-1",), watcher) or ""
+    assert "CRL" in reason
+    assert "is stale" in reason
+    assert "pki crl" in reason
+    ca.crl()
+    bump_mtime(tmp_path / "crl.pem")
+    watcher.poll()
+    assert refusal_reason(ok, ("office-1",), watcher) is None
+
+
+def test_a_crl_that_goes_stale_while_running_refuses_from_then_on(tmp_path: Path) -> None:
+    ca = CA.init(tmp_path, name="Test CA")
+    ok = peer_identity(der_of(ca.issue_client("office-1").cert_path))
+    ca.crl(days=1)
+    later = dt.datetime.now(dt.UTC)
+    watcher = CrlWatcher(tmp_path / "crl.pem", tmp_path / "ca.crt", clock=lambda: later)
+    assert refusal_reason(ok, ("office-1",), watcher) is None
+    later += dt.timedelta(days=2)
+    assert "is stale" in (refusal_reason(ok, ("office-1",), watcher) or "")
+
+
+def test_the_doctor_says_what_to_do_about_each_refusal() -> None:
+    stale = "refused: the CRL is stale (its nextUpdate 2026-12-01 03:12 UTC has passed); ..."
+    assert "pki crl" in admission_hint(stale)
+    assert "new one" in admission_hint("refused: certificate serial 1f is revoked")
+    assert "allow this connector" in admission_hint("refused: connector name 'x' is not in ...")

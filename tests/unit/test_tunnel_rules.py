@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tunnel import carriers
-from tunnel.allowlist import path_refusal, refusal
 from tunnel.backoff import Backoff
 from tunnel.carriers import TLS, WS_HTTP, AutoDialer, Rung
 from tunnel.config import ConnectorConfig
@@ -67,66 +66,6 @@ def test_response_headers_are_filtered_too() -> None:
         [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]
     )
     assert got == [("content-type", "text/event-stream")]
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/v1/chat/completions",
-        "/v1/models",
-        "/v1/embeddings?x=1",
-        "/v1/models/Qwen%2FQwen3",
-        "/v1//x",  # an empty segment is no way out of /v1/
-        "/v1/x?next=../admin",  # the query is not part of the path the upstream routes on
-        "/v1/x?a=1&b=%2e%2e",
-        "/v1/files/a..b",  # dots inside a name are not a dot segment
-        "/v1/.well-known",
-        "/v1/...",
-    ],
-)
-def test_paths_under_v1_are_allowed(path: str) -> None:
-    assert path_refusal(path) is None
-    assert refusal({"office-llm"}, "office-llm", path) is None
-
-
-@pytest.mark.parametrize(
-    ("path", "words"),
-    [
-        ("/v2/models", "outside /v1/"),
-        ("/v1", "outside /v1/"),
-        ("/admin", "outside /v1/"),
-        ("http://evil/v1/x", "outside /v1/"),
-        ("/v1/../admin", "dot segment"),
-        ("/v1/%2e%2e/admin", "dot segment"),
-        ("/v1/%252e%252e/admin", "dot segment"),
-        ("/v1/./models", "dot segment"),
-        ("/v1/a b", "not allowed"),
-        ("/v1/a\\..\\b", "not allowed"),
-        ("/v1/../x", "dot segment"),
-        ("/v1/%2e%2e/", "dot segment"),
-        ("/v1/%2E%2e", "dot segment"),
-        ("/v1/%2e", "dot segment"),
-        ("/v1/x/..", "dot segment"),
-        ("/v1/x/..?a=1", "dot segment"),
-        ("/v1/%5c..%5cadmin", "dot segment"),
-        ("/v1/%2f..%2fadmin", "dot segment"),
-        ("/v2/x", "outside /v1/"),
-        ("/v1?x=1", "outside /v1/"),
-        ("/V1/models", "outside /v1/"),
-        ("/v1/models#frag", "not allowed"),
-        ("/v1/models?q=a b", "not allowed"),
-        ("/v1/a\tb", "not allowed"),
-        ("/v1/a\x7fb", "not allowed"),
-    ],
-)
-def test_other_paths_are_refused(path: str, words: str) -> None:
-    reason = path_refusal(path)
-    assert reason is not None
-    assert words in reason
-
-
-def test_unknown_upstreams_are_refused() -> None:
-    assert "not configured" in (refusal({"office-llm"}, "other", "/v1/models") or "")
 
 
 def test_backoff_doubles_with_jitter_and_caps_at_30s() -> None:
