@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -513,6 +516,96 @@ def test_a_generated_request_head_gets_a_4xx_or_a_closed_connection(
     request = b"\r\n".join([line, *headers, b"Connection: close", b"", b""])
     status = status_of(clean_log.raw(request, timeout=3.0))
     assert status is None or status < 500, (request, status)
+
+
+# ----------------------------------------------------------------------------- broken HTTP/2
+
+
+def h2_exchange(
+    surface: Surface, headers: list[tuple[bytes, bytes]], body: bytes | None, timeout: float = 3.0
+) -> str:
+    """One stream with headers the h2 library would not send (validation off): the status the
+    gateway answers, or "reset" / "goaway" / "closed" when it refuses the stream instead."""
+    config = h2.config.H2Configuration(
+        client_side=True,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+    )
+    conn = h2.connection.H2Connection(config=config)
+    with socket.create_connection(("127.0.0.1", surface.ports["public"]), timeout=timeout) as tcp:
+        with surface.ssl_context("h2").wrap_socket(tcp, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            conn.initiate_connection()
+            conn.send_headers(1, headers, end_stream=body is None)
+            if body is not None:
+                conn.send_data(1, body, end_stream=True)
+            tls.sendall(conn.data_to_send())
+            return h2_outcome(conn, tls)
+
+
+def h2_outcome(conn: h2.connection.H2Connection, tls: ssl.SSLSocket) -> str:
+    status = "closed"
+    while True:
+        try:
+            data = tls.recv(65536)
+        except (TimeoutError, ssl.SSLError, ConnectionError):
+            return status
+        if not data:
+            return status
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived) and event.stream_id == 1:
+                status = dict(event.headers)[b":status"].decode()
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id == 1:
+                return status
+            elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+                return "reset"
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                return "goaway" if status == "closed" else status
+        tls.sendall(conn.data_to_send())
+
+
+H2_BASE = [
+    (b":method", b"POST"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", CHAT.encode()),
+    (b"content-type", b"application/json"),
+]
+H2_BROKEN: dict[str, tuple[list[tuple[bytes, bytes]], bytes | None]] = {
+    "uppercase-name": ([*H2_BASE, (b"X-Upper", b"1")], BODY),
+    "connection-header": ([*H2_BASE, (b"connection", b"keep-alive")], BODY),
+    "te-gzip": ([*H2_BASE, (b"te", b"gzip")], BODY),
+    "no-path": ([h for h in H2_BASE if h[0] != b":path"], BODY),
+    "empty-path": ([*(h for h in H2_BASE if h[0] != b":path"), (b":path", b"")], BODY),
+    "relative-path": ([*(h for h in H2_BASE if h[0] != b":path"), (b":path", b"v1/x")], BODY),
+    "two-paths": ([*H2_BASE, (b":path", b"/v1/models")], BODY),
+    "pseudo-after-regular": ([*H2_BASE[:-1], (b"x-a", b"1"), (b":status", b"200")], BODY),
+    "unknown-pseudo": ([*H2_BASE, (b":foo", b"bar")], BODY),
+    "no-method": ([h for h in H2_BASE if h[0] != b":method"], BODY),
+    "bad-method": ([(b":method", b"P O S T"), *H2_BASE[1:]], BODY),
+    "content-length-too-big": ([*H2_BASE, (b"content-length", b"9999")], BODY),
+    "content-length-too-small": ([*H2_BASE, (b"content-length", b"3")], BODY),
+    "content-length-garbage": ([*H2_BASE, (b"content-length", b"abc")], BODY),
+    "nul-in-value": ([*H2_BASE, (b"x-a", b"a\x00b")], BODY),
+    "newline-in-value": ([*H2_BASE, (b"x-a", b"a\r\nb: c")], BODY),
+    "no-body-for-post": (H2_BASE, None),
+    "no-authorization": (H2_BASE, BODY),
+}
+
+
+@pytest.mark.parametrize("name", list(H2_BROKEN))
+def test_broken_http2_gets_a_4xx_or_a_refused_stream(clean_log: Surface, name: str) -> None:
+    headers, body = H2_BROKEN[name]
+    auth = [(b"authorization", f"Bearer {clean_log.key}".encode())]
+    outcome = h2_exchange(clean_log, headers + (auth if name != "no-authorization" else []), body)
+    assert outcome in ("reset", "goaway", "closed") or 400 <= int(outcome) < 500, outcome
+
+
+def test_the_raw_http2_client_gets_an_answer_to_a_good_request(clean_log: Surface) -> None:
+    """The control for the broken HTTP/2 cases: their GOAWAYs are the gateway's refusals."""
+    auth = [(b"authorization", f"Bearer {clean_log.key}".encode())]
+    assert h2_exchange(clean_log, H2_BASE + auth, BODY) == "200"
 
 
 # ----------------------------------------------------------------------------- still healthy
