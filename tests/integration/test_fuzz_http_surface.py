@@ -9,6 +9,7 @@ looks only at the log written during that test. Generated bodies go through one 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import ssl
@@ -73,10 +74,15 @@ class Surface:
     def raw(self, data: bytes, *, timeout: float = 5.0) -> bytes:
         """Send bytes over a fresh TLS connection; everything the gateway answers until it
         closes (or stops talking for ``timeout``)."""
-        with socket.create_connection(("127.0.0.1", self.ports["public"]), timeout=timeout) as tcp:
-            with self.ssl_context().wrap_socket(tcp, server_hostname="localhost") as tls:
-                tls.sendall(data)
-                return read_all(tls)
+        with self.connect(timeout=timeout) as tls:
+            tls.sendall(data)
+            return read_all(tls)
+
+    @contextlib.contextmanager
+    def connect(self, alpn: str = "http/1.1", timeout: float = 5.0) -> Iterator[ssl.SSLSocket]:
+        tcp = socket.create_connection(("127.0.0.1", self.ports["public"]), timeout=timeout)
+        with tcp, self.ssl_context(alpn).wrap_socket(tcp, server_hostname="localhost") as tls:
+            yield tls
 
 
 def read_all(sock: ssl.SSLSocket) -> bytes:
@@ -90,7 +96,8 @@ def read_all(sock: ssl.SSLSocket) -> bytes:
 
 
 def status_of(answer: bytes) -> int | None:
-    """The status of the first HTTP/1.1 response in ``answer``; None when it was closed unanswered."""
+    """The status of the first final HTTP/1.1 response in ``answer``; None when the connection
+    was closed unanswered."""
     while answer.startswith(b"HTTP/1.1 1") and b"\r\n\r\n" in answer:  # 100 Continue first
         rest = answer.split(b"\r\n\r\n", 1)[1]
         if not rest.startswith(b"HTTP/1."):
@@ -121,7 +128,8 @@ def surface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Surface]:
     key = create_key(toml, "fuzzer")
     processes: list[ManagedProcess] = []
     try:
-        standin = standin_process(tmp).start()
+        standin = standin_process(tmp)
+        standin.start()
         processes.append(standin)
         ready = tmp / "ready.json"
         gateway = our_command(
@@ -209,9 +217,7 @@ FIELDS = st.sampled_from(["model", "messages", "stream", "stream_options", "max_
 def test_wrong_types_get_a_400_naming_the_param(
     clean_log: Surface, fields: dict[str, Any], route: str
 ) -> None:
-    response = clean_log.http1.post(
-        clean_log.url + route, json=fields, headers=clean_log.auth()
-    )
+    response = clean_log.http1.post(clean_log.url + route, json=fields, headers=clean_log.auth())
     assert response.status_code in (400, 404), response.text  # 404: a well-typed unknown model
     error = error_of(response)
     if response.status_code == 400:
@@ -247,9 +253,7 @@ def test_a_bad_body_gets_a_400(clean_log: Surface, body: bytes) -> None:
     assert error_of(response)
 
 
-LONE_SURROGATE_CHAT = (
-    b'{"model":"qwen3-coder","messages":[{"role":"user","content":"\\ud800"}]}'
-)
+LONE_SURROGATE_CHAT = b'{"model":"qwen3-coder","messages":[{"role":"user","content":"\\ud800"}]}'
 
 
 def test_a_lone_surrogate_in_a_body_sent_as_it_is_is_answered(clean_log: Surface) -> None:
@@ -337,7 +341,7 @@ def test_any_latin1_authorization_gets_a_401(clean_log: Surface, authorization: 
     response = clean_log.http1.post(
         clean_log.url + CHAT,
         content=b"{}",
-        headers={"authorization": authorization.encode("latin-1")},
+        headers={b"authorization": authorization.encode("latin-1")},
     )
     assert response.status_code in (400, 401), response.text
 
@@ -349,7 +353,9 @@ def test_any_latin1_authorization_gets_a_401(clean_log: Surface, authorization: 
 )
 def test_a_deeply_nested_jwt_header_gets_a_401(clean_log: Surface) -> None:
     token = jwt_like(b'{"a":' + b"[" * 3000 + b"}", json.dumps({"iss": ISSUER}).encode())
-    response = clean_log.http1.get(clean_log.url + "/v1/models", headers={"authorization": f"Bearer {token}"})
+    response = clean_log.http1.get(
+        clean_log.url + "/v1/models", headers={"authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 401, response.text
 
 
@@ -403,7 +409,8 @@ def test_an_odd_path_gets_a_4xx_or_a_closed_connection(
     body = b'{"model":"qwen3-coder","messages":[{"role":"user","content":"x"}]}'
     request = (
         f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {clean_log.key}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
     ).encode() + body
     status = status_of(clean_log.raw(request))
     if path in MAY_BE_SERVED:
@@ -440,20 +447,22 @@ BROKEN = {
     + BODY,
     "negative-content-length": chat_head("Content-Length: -1\r\n") + BODY,
     "hex-content-length": chat_head("Content-Length: 0x10\r\n") + BODY,
-    "content-length-and-chunked": chat_head(
-        f"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"
-    )
+    "content-length-and-chunked": chat_head("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")
     + f"{len(BODY):x}\r\n".encode()
     + BODY
     + b"\r\n0\r\n\r\n",
     "unknown-transfer-encoding": chat_head("Transfer-Encoding: gzip\r\n") + BODY,
     "bad-chunk-size": chat_head("Transfer-Encoding: chunked\r\n") + b"zz\r\n" + BODY,
-    "chunk-too-short": chat_head("Transfer-Encoding: chunked\r\n") + b"ff\r\n" + BODY + b"\r\n0\r\n\r\n",
+    "chunk-too-short": chat_head("Transfer-Encoding: chunked\r\n")
+    + b"ff\r\n"
+    + BODY
+    + b"\r\n0\r\n\r\n",
     "huge-header": f"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 100_000}\r\n\r\n".encode(),
     "many-headers": (
         "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + "X-A: b\r\n" * 5000 + "\r\n"
     ).encode(),
-    "latin1-header": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: \xff\xfe\r\nConnection: close\r\n\r\n",
+    "latin1-header": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: \xff\xfe\r\n"
+    b"Connection: close\r\n\r\n",
     "expect-100": chat_head(f"Expect: 100-continue\r\nContent-Length: {len(BODY)}\r\n") + BODY,
     "bad-expect": chat_head(f"Expect: 999-nope\r\nContent-Length: {len(BODY)}\r\n") + BODY,
     "h2c-upgrade": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
@@ -479,10 +488,9 @@ def test_broken_http1_gets_a_4xx_or_a_closed_connection(clean_log: Surface, name
 
 def send_and_vanish(surface: Surface, data: bytes) -> None:
     """Send ``data`` and close the connection abruptly, mid-request."""
-    with socket.create_connection(("127.0.0.1", surface.ports["public"]), timeout=5) as tcp:
-        with surface.ssl_context().wrap_socket(tcp, server_hostname="localhost") as tls:
-            tls.sendall(data)
-            time.sleep(0.3)  # the gateway is now waiting for the rest of the body
+    with surface.connect() as tls:
+        tls.sendall(data)
+        time.sleep(0.3)  # the gateway is now waiting for the rest of the body
 
 
 def still_serving(surface: Surface) -> None:
@@ -533,15 +541,14 @@ def h2_exchange(
         validate_inbound_headers=False,
     )
     conn = h2.connection.H2Connection(config=config)
-    with socket.create_connection(("127.0.0.1", surface.ports["public"]), timeout=timeout) as tcp:
-        with surface.ssl_context("h2").wrap_socket(tcp, server_hostname="localhost") as tls:
-            assert tls.selected_alpn_protocol() == "h2"
-            conn.initiate_connection()
-            conn.send_headers(1, headers, end_stream=body is None)
-            if body is not None:
-                conn.send_data(1, body, end_stream=True)
-            tls.sendall(conn.data_to_send())
-            return h2_outcome(conn, tls)
+    with surface.connect("h2", timeout) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+        conn.initiate_connection()
+        conn.send_headers(1, headers, end_stream=body is None)
+        if body is not None:
+            conn.send_data(1, body, end_stream=True)
+        tls.sendall(conn.data_to_send())
+        return h2_outcome(conn, tls)
 
 
 def h2_outcome(conn: h2.connection.H2Connection, tls: ssl.SSLSocket) -> str:

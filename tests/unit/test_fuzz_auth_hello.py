@@ -38,11 +38,7 @@ FUZZ = settings(
 )
 
 JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats()
-    | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
     max_leaves=8,
 )
@@ -82,7 +78,9 @@ def test_bearer_token_gives_a_token_or_an_auth_error(authorization: str | None) 
 @given(
     scheme=st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Token", "Bearer:", ""]),
     spaces=st.sampled_from([" ", "  ", "\t", ""]),
-    token=st.text(alphabet=st.characters(codec="ascii", exclude_categories=["Cc", "Zs"]), max_size=9),
+    token=st.text(
+        alphabet=st.characters(codec="ascii", exclude_categories=["Cc", "Zs"]), max_size=9
+    ),
 )
 def test_only_the_bearer_scheme_with_a_space_gives_a_token(
     scheme: str, spaces: str, token: str
@@ -153,7 +151,10 @@ def test_any_claims_give_an_identity_or_a_token_error(claims: dict[str, Any]) ->
         validate_claims(claims, ISSUER)
         identity = identity_from_claims(claims, ISSUER, LimitDefaults())
     except TokenError as error:
-        assert str(error)
+        reason = str(error)
+    else:
+        reason = ""
+    if reason:
         return
     assert identity.name == claims["sub"]
     assert identity.kind == "jwt"
@@ -216,7 +217,7 @@ def hello_of(status: str, body: bytes, pieces: int) -> tuple[dict[str, object], 
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
     stream = FakeHelloStream(status, chunks)
     session = FakeSession(stream)
-    got = asyncio.run(listener._hello(cast(Any, session)))  # noqa: SLF001 - the pure part
+    got = asyncio.run(listener._hello(cast(Any, session)))
     assert dict(session.opened)[":path"] == listener.HELLO_PATH
     return got, stream
 
@@ -238,7 +239,7 @@ def test_the_hello_is_an_object_or_an_exception_admit_catches(
         too_large = len(body) > listener.MAX_HELLO_BYTES
         assert status != "200" or too_large or not isinstance(_json_or_none(body), dict)
         return
-    except Exception:  # noqa: BLE001 - _admit's own `except Exception`: not JSON, too deep
+    except Exception:
         assert status == "200"
         assert _json_or_none(body) is None
         return

@@ -3,6 +3,7 @@ independent of how the stream is cut into pieces, and the non-streamed body rewr
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -98,7 +99,7 @@ def streams(draw: st.DrawFn) -> tuple[list[bytes | dict[str, Any]], bytes, bytes
     )
     wire = b""
     for event in events:
-        wire += (event if isinstance(event, bytes) else b"data: " + encode(event, seps, escape))
+        wire += event if isinstance(event, bytes) else b"data: " + encode(event, seps, escape)
         wire += sep
     return events, wire, sep
 
@@ -109,7 +110,7 @@ def cuts(data: bytes) -> st.SearchStrategy[list[bytes]]:
 
 def split(data: bytes, at: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *at})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def run(rewriter: SseRewriter, pieces: list[bytes]) -> bytes:
@@ -135,9 +136,7 @@ def reference(events: list[bytes | dict[str, Any]], drop: bool) -> tuple[list[An
 def parsed(wire: bytes, sep: bytes) -> list[Any]:
     events = wire.split(sep)
     assert events[-1] == b""
-    return [
-        json.loads(e[6:]) if e.startswith(b"data: {") else e for e in events[:-1]
-    ]
+    return [json.loads(e[6:]) if e.startswith(b"data: {") else e for e in events[:-1]]
 
 
 @FUZZ

@@ -25,7 +25,7 @@ FUZZ = settings(
 
 # ----------------------------------------------------------------------------- the allow-list
 
-PATH_CHARS = st.sampled_from(list("abcv1/.%;\\?#=&-_~ 2eE5fFcC0") + ["%2e", "%2f", "%25", "%00"])
+PATH_CHARS = st.sampled_from([*"abcv1/.%;\\?#=&-_~ 2eE5fFcC0", "%2e", "%2f", "%25", "%00"])
 SEGMENT = st.text(alphabet=st.characters(codec="ascii", exclude_characters="/?#"), max_size=8)
 
 
