@@ -50,6 +50,7 @@ class Surface:
     gateway: ManagedProcess
     ports: dict[str, int]
     key: str
+    limited_key: str  # tpm = 1000
     http1: httpx.Client
     http2: httpx.Client
 
@@ -126,6 +127,7 @@ def surface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Surface]:
         f.write(f'[[auth.jwt]]\nissuer = "{ISSUER}"\naudience = "llm"\njwks_file = "{jwks}"\n')
         f.write('algorithms = ["ES256"]\n')
     key = create_key(toml, "fuzzer")
+    limited = create_key(toml, "limited", "--tpm", "1000", "--rpm", "1000")
     processes: list[ManagedProcess] = []
     try:
         standin = standin_process(tmp)
@@ -151,7 +153,7 @@ def surface(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Surface]:
             httpx.Client(verify=ctx, timeout=15.0) as http1,
             httpx.Client(verify=ctx, timeout=15.0, http2=True) as http2,
         ):
-            yield Surface(tmp, pki, gateway, ports, key, http1, http2)
+            yield Surface(tmp, pki, gateway, ports, key, limited, http1, http2)
     finally:
         for proc in reversed(processes):
             proc.stop()
@@ -290,6 +292,25 @@ def test_a_body_over_the_limit_gets_a_413(clean_log: Surface) -> None:
     response = post(clean_log, b'{"model":"' + b"x" * 200_000 + b'"}')
     assert response.status_code == 413
     assert error_of(response)
+
+
+@FUZZ
+@given(
+    budget=st.integers(0, 2**200) | st.sampled_from([2**63, 2**64, 10**30]),
+    n=st.integers(-5, 2**70),
+    field=st.sampled_from(["max_tokens", "max_completion_tokens"]),
+)
+def test_a_huge_token_budget_on_a_limited_key_gets_a_429_or_an_answer(
+    clean_log: Surface, budget: int, n: int, field: str
+) -> None:
+    body: dict[str, Any] = {"model": "qwen3-coder", "messages": [{"role": "user", "content": "x"}]}
+    body |= {field: budget, "n": n}
+    response = clean_log.http1.post(
+        clean_log.url + CHAT, json=body, headers=clean_log.auth(clean_log.limited_key)
+    )
+    assert response.status_code in (200, 400, 429), response.text
+    if response.status_code != 200:
+        assert error_of(response)
 
 
 # ----------------------------------------------------------------------------- authorization
