@@ -7,7 +7,10 @@ the same handler (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`); every
 (``/v1/models``, health, the WebSocket carrier, unknown routes) goes on to Quart.
 
 Like Quart, a client that goes away (``http.disconnect``) cancels the handler, so the upstream
-request is cancelled through the tunnel and the concurrency slot freed at once.
+request is cancelled through the tunnel and the concurrency slot freed at once. The answer is
+sent inside :meth:`~gateway.openai_routes.OpenAIRoutes.handle_call`'s ``async with``: the slot is
+held until the last byte is handed to the server, and each ``send`` waits for Hypercorn to take
+the piece (its flow control toward the client), which is what holds the upstream back.
 """
 
 from __future__ import annotations
@@ -102,8 +105,8 @@ class ApiRequest:
     async def run(self, routes: OpenAIRoutes) -> None:
         self.task = asyncio.current_task()
         try:
-            response = await routes.handle_call(self.call())
-            await self.respond(response)
+            async with routes.handle_call(self.call()) as response:
+                await self.respond(response)  # the request's resources are held until sent
         except ClientGoneError:
             return
         except asyncio.CancelledError:

@@ -1,0 +1,113 @@
+"""Every ending of an admitted request frees its slot, closes its tunnel stream and writes one
+access-log line (STYLE 14): the fast path driven with raw ASGI messages, fakes for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_gateway_app import CHAT, UP, AsgiClient, FakeResponse, Rig, chunk, http_scope
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    rig = Rig(tmp_path)
+    yield rig
+    rig.access_log.close()
+
+
+def request(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+
+
+def last_line(rig: Rig) -> dict[str, Any]:
+    return dict(json.loads(rig.log_path.read_text().splitlines()[-1]))
+
+
+class BrokenSend(AsgiClient):
+    """An ASGI server whose ``send`` fails (the connection is gone) at message ``fail_at``."""
+
+    def __init__(self, messages: list[dict[str, Any]], fail_at: int) -> None:
+        super().__init__(messages)
+        self.fail_at = fail_at
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if len(self.sent) == self.fail_at:
+            raise ConnectionResetError("the client is gone")
+        await super().send(message)
+
+
+async def run(rig: Rig, client: AsgiClient) -> None:
+    with pytest.raises(ConnectionResetError):
+        await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+
+
+async def test_send_failing_before_a_stream_started_frees_everything(rig: Rig) -> None:
+    rig.pool.response = FakeResponse(200, "text/event-stream", [chunk("a"), chunk("b")])
+    await run(rig, BrokenSend(request({**CHAT, "stream": True}), fail_at=0))
+    assert rig.limiter.admissions[0].released
+    assert rig.pool.response.closed  # the generator never ran: the tunnel stream is reset anyway
+    assert last_line(rig)["status"] == 499
+
+
+async def test_send_failing_mid_stream_frees_everything(rig: Rig) -> None:
+    rig.pool.response = FakeResponse(200, "text/event-stream", [chunk("a"), chunk("b")])
+    await run(rig, BrokenSend(request({**CHAT, "stream": True}), fail_at=2))
+    assert rig.limiter.admissions[0].released
+    assert rig.pool.response.closed
+    assert last_line(rig)["status"] == 499
+
+
+async def test_send_failing_on_a_json_answer_frees_the_slot_after_it(rig: Rig) -> None:
+    answer = {"model": UP, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}
+    rig.pool.response = FakeResponse(200, "application/json", [json.dumps(answer).encode()])
+    await run(rig, BrokenSend(request(CHAT), fail_at=1))
+    assert rig.limiter.admissions[0].released
+    line = last_line(rig)
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (499, 3, 4)
+
+
+async def test_cancelled_while_the_upstream_thinks_is_charged_the_prompt(rig: Rig) -> None:
+    rig.pool.response = FakeResponse(200, "application/json", [30.0, b"{}"])
+    client = AsgiClient(request(CHAT))
+    task = asyncio.ensure_future(
+        rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    )
+    await asyncio.sleep(0.05)
+    client.incoming.put_nowait({"type": "http.disconnect"})
+    async with asyncio.timeout(5):
+        await task
+    assert rig.limiter.admissions[0].released
+    assert rig.limiter.admissions[0].charged == [(2, 0)]  # "user" + "hi": 6 characters
+    assert rig.ledger.rows == [("alice", "qwen3-coder", 2, 0)]
+    assert last_line(rig)["status"] == 499
+
+
+async def test_a_lone_surrogate_that_needs_re_encoding_is_400(rig: Rig) -> None:
+    raw = b'{"model" : "qwen3-coder", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    client = AsgiClient([{"type": "http.request", "body": raw, "more_body": False}])
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    assert client.sent[0]["status"] == 400
+    assert json.loads(client.sent[1]["body"])["error"]["type"] == "invalid_request_error"
+    assert rig.limiter.admissions[0].released
+    assert last_line(rig)["status"] == 400
+
+
+def test_body_rewriter_renames_across_pieces_and_reads_usage() -> None:
+    from gateway.sse import BodyRewriter, model_replacements  # noqa: PLC0415
+    pairs = model_replacements(UP, "qwen3-coder")
+    answer = json.dumps(
+        {"data": ["x" * 5000], "model": UP, "usage": {"prompt_tokens": 7, "total_tokens": 7}}
+    ).encode()
+    for size in (1, 3, 7, 64, 1000):
+        rewriter = BodyRewriter(pairs)
+        out = b"".join(rewriter.feed(answer[i : i + size]) for i in range(0, len(answer), size))
+        out += rewriter.flush()
+        assert json.loads(out)["model"] == "qwen3-coder", size
+        assert rewriter.usage is not None
+        assert rewriter.usage.prompt_tokens == 7
