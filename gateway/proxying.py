@@ -401,8 +401,9 @@ class Forwarder:
         try:
             while not task.done():
                 left = deadline - loop.time()
-                if left <= 0:
-                    raise TimeoutError
+                if left <= 0:  # the tunnel request is cancelled by finish
+                    yield self._error_event(ex, TimeoutError())
+                    return
                 await asyncio.wait({task}, timeout=min(self.s.keepalive_s, left))
                 if not task.done():
                     yield KEEPALIVE

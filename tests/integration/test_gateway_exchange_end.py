@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -186,7 +185,9 @@ async def test_a_request_left_before_the_answer_is_charged_its_prompt(tmp_path: 
     async with exchange_rig(tmp_path, "--tpm", "100000") as rig, rig.http() as http:
         body = chat(standin={"first_delay_ms": 3000})
         with contextlib.suppress(httpx.TimeoutException):
-            await http.post(f"{rig.base_url}/chat/completions", json=body, headers=rig.headers(), timeout=0.5)
+            await http.post(
+                f"{rig.base_url}/chat/completions", json=body, headers=rig.headers(), timeout=0.5
+            )
         line = await wait_access_line(rig, 1)
         assert line["status"] == 499
         assert line["prompt_tokens"] > 0
@@ -266,7 +267,9 @@ async def test_a_slow_reader_holds_back_a_large_answer(tmp_path: Path) -> None:
     async with exchange_rig(tmp_path, "--concurrency", "1") as rig:
         client = RawClient(rig)
         before = rss(rig)
-        await client.send(json.dumps(chat(standin={"chunks": chunks, "piece_bytes": piece})).encode())
+        await client.send(
+            json.dumps(chat(standin={"chunks": chunks, "piece_bytes": piece})).encode()
+        )
         first = await client.read_some()
         assert first.startswith(b"HTTP/1.1 200")
         await asyncio.sleep(2.0)

@@ -11,7 +11,19 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_gateway_app import CHAT, UP, AsgiClient, FakeResponse, Rig, chunk, http_scope
+from gateway.identity import Identity
+from gateway.ratelimit import MemorySlots, RateLimiter
+from gateway.sse import BodyRewriter, model_replacements
+from tests.unit.test_gateway_app import (
+    CHAT,
+    UP,
+    AsgiClient,
+    FakePool,
+    FakeResponse,
+    Rig,
+    chunk,
+    http_scope,
+)
 
 
 @pytest.fixture
@@ -99,7 +111,6 @@ async def test_a_lone_surrogate_that_needs_re_encoding_is_400(rig: Rig) -> None:
 
 
 def test_body_rewriter_renames_across_pieces_and_reads_usage() -> None:
-    from gateway.sse import BodyRewriter, model_replacements  # noqa: PLC0415
     pairs = model_replacements(UP, "qwen3-coder")
     answer = json.dumps(
         {"data": ["x" * 5000], "model": UP, "usage": {"prompt_tokens": 7, "total_tokens": 7}}
@@ -111,3 +122,52 @@ def test_body_rewriter_renames_across_pieces_and_reads_usage() -> None:
         assert json.loads(out)["model"] == "qwen3-coder", size
         assert rewriter.usage is not None
         assert rewriter.usage.prompt_tokens == 7
+
+
+class SlowHeadPool(FakePool):
+    """A pool whose response head never comes (the request waits until cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = asyncio.Event()
+
+    async def request(self, *args: Any, **kwargs: Any) -> FakeResponse:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_stream_left_before_its_head_came_frees_everything(rig: Rig) -> None:
+    pool = SlowHeadPool()
+    rig.pool.request = pool.request  # type: ignore[method-assign]
+    client = AsgiClient(request({**CHAT, "stream": True}))
+    task = asyncio.ensure_future(
+        rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    )
+    async with asyncio.timeout(5):
+        await client.got_body.wait()  # 200 and a keep-alive comment: the late stream runs
+        client.incoming.put_nowait({"type": "http.disconnect"})
+        await task
+        await pool.cancelled.wait()  # the tunnel request is given up
+    assert rig.limiter.admissions[0].released
+    line = last_line(rig)
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (499, 2, 0)
+
+
+async def test_a_cancel_after_the_slot_was_taken_gives_it_back() -> None:
+    limiter = RateLimiter("memory://")
+    alice = Identity("alice", "key", None, 60, 0, 1)
+
+    async def cancelled(*_args: object) -> object:
+        raise asyncio.CancelledError
+
+    limiter._state = cancelled  # type: ignore[method-assign]  # the read after the slot
+    with pytest.raises(asyncio.CancelledError):
+        await limiter.admit(alice, 1)
+    slots = limiter._slots
+    assert isinstance(slots, MemorySlots)
+    assert slots.held("key:alice") == 0
+    await limiter.aclose()
