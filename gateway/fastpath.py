@@ -33,6 +33,7 @@ from gateway.openai_routes import (
     OpenAIRoutes,
     new_request_id,
 )
+from gateway.proxying import AnswerCutError
 
 log = logging.getLogger("gateway.fastpath")
 
@@ -109,6 +110,8 @@ class ApiRequest:
                 await self.respond(response)  # the request's resources are held until sent
         except ClientGoneError:
             return
+        except AnswerCutError:
+            return  # the answer is incomplete: Hypercorn closes the connection (or resets)
         except asyncio.CancelledError:
             if not self.cancelled_here:
                 raise

@@ -61,6 +61,11 @@ CONNECTOR_ANSWER_HEADER: Final = "x-tunnel-answer"  # set on the connector's own
 Json = dict[str, Any]
 
 
+class AnswerCutError(Exception):
+    """The upstream broke off a JSON answer already under way: the adapter stops sending, so
+    the connection is closed and the client cannot take a truncated answer for a whole one."""
+
+
 class AdmissionLike(Protocol):
     headers: dict[str, str]
 
@@ -123,7 +128,7 @@ class Exchange:
         """The status of a request whose answer ``exc`` cut short."""
         if isinstance(exc, asyncio.CancelledError | GeneratorExit | ConnectionError):
             self.status = 499  # the client went away (nginx's code for it)
-        elif isinstance(exc, TunnelError | TimeoutError):
+        elif isinstance(exc, TunnelError | TimeoutError | AnswerCutError):
             self.status = 502
         else:
             self.status = 500
@@ -362,14 +367,17 @@ class Forwarder:
     async def _relay(
         self, ex: Exchange, response: TunnelResponse, rewriter: BodyRewriter, first: bytes
     ) -> AsyncIterator[bytes]:
-        """A large answer piece by piece, each read only once the previous one is sent; an
-        upstream silent for ``upstream_timeout_s`` in the middle cuts it (the connection is
-        then closed, so the client cannot take a truncated answer for a whole one)."""
+        """A large answer piece by piece, each read only once the previous one is sent; a
+        tunnel failure, or an upstream silent for ``upstream_timeout_s``, cuts it."""
         yield rewriter.feed(first)
         timeout_s = self.s.upstream_timeout_s
         while True:
-            async with asyncio.timeout(timeout_s):
-                data = await response.read()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    data = await response.read()
+            except (TunnelError, TimeoutError) as exc:
+                log.warning("request %s: the answer broke off: %r", ex.request_id, exc)
+                raise AnswerCutError from None
             if not data:
                 break
             out = rewriter.feed(data)

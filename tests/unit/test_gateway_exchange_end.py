@@ -24,6 +24,7 @@ from tests.unit.test_gateway_app import (
     chunk,
     http_scope,
 )
+from tunnel.errors import StreamResetError
 
 
 @pytest.fixture
@@ -171,3 +172,50 @@ async def test_a_cancel_after_the_slot_was_taken_gives_it_back() -> None:
     assert isinstance(slots, MemorySlots)
     assert slots.held("key:alice") == 0
     await limiter.aclose()
+
+
+async def test_a_large_answer_broken_off_is_cut_not_completed(rig: Rig) -> None:
+    piece = b"x" * 65536
+    parts: list[bytes | float | Exception] = [b'{"data":"', *[piece] * 20]
+    parts.append(StreamResetError("tunnel lost", 1))
+    rig.pool.response = FakeResponse(200, "application/json", parts)
+    client = AsgiClient(request(CHAT))
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    assert client.sent[0]["status"] == 200
+    assert all(m.get("more_body", True) for m in client.sent[1:])  # never a last message
+    assert rig.limiter.admissions[0].released
+    assert rig.pool.response.closed
+    assert last_line(rig)["status"] == 502
+
+
+async def test_a_large_answer_streams_through_with_model_and_usage(rig: Rig) -> None:
+    big = {"model": UP, "data": ["x" * (3 << 20)], "usage": {"prompt_tokens": 5}}
+    raw = json.dumps(big).encode()
+    parts: list[bytes | float | Exception] = [raw[i : i + 16384] for i in range(0, len(raw), 16384)]
+    rig.pool.response = FakeResponse(200, "application/json", parts)
+    client = AsgiClient(request(CHAT))
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    bodies = [m for m in client.sent if m["type"] == "http.response.body"]
+    assert len(bodies) > 2  # piece by piece, not one message
+    answer = json.loads(b"".join(m["body"] for m in bodies))
+    assert answer["model"] == "qwen3-coder"
+    assert rig.ledger.rows == [("alice", "qwen3-coder", 5, 0)]
+
+
+async def test_a_late_connector_error_on_a_stream_does_not_show_its_text(rig: Rig) -> None:
+    text = b'{"error": {"message": "Cannot connect to host 172.21.113.31:4000", "code": "x"}}'
+    late = FakeResponse(502, "application/json", [text])
+    late.headers.append(("x-tunnel-answer", "connector"))
+
+    async def slow_head(*_args: object, **_kwargs: object) -> FakeResponse:
+        await asyncio.sleep(0.2)  # past the keep-alive interval: 200 is already out
+        return late
+
+    rig.pool.request = slow_head  # type: ignore[assignment,method-assign]
+    resp = await rig.post("/v1/chat/completions", {**CHAT, "stream": True})
+    body = await resp.get_data()
+    assert resp.status_code == 200
+    assert b"172.21" not in body
+    event = json.loads(body.split(b"\n\n")[-2][6:])
+    assert resp.headers["x-request-id"] in event["error"]["message"]
+    assert last_line(rig)["status"] == 502
