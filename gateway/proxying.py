@@ -1,4 +1,4 @@
-"""Forwarding one admitted API request through the tunnel, and accounting for it once.
+"""Forwarding one admitted API request through the tunnel.
 
 The request side (:func:`forward_headers`; the body in :mod:`gateway.body_rewrite`) is pure.
 :class:`Forwarder` awaits the response head, then answers a JSON body (model rewritten, usage
@@ -16,26 +16,19 @@ stops the upstream. A JSON answer up to :data:`MAX_BUFFERED_ANSWER_BYTES` is rea
 message, exact ``model`` rewrite and usage); a larger one goes on piece by piece through
 :class:`gateway.sse.BodyRewriter`, so no answer holds more than that in the gateway.
 
-Tokens of a client that left (499): the upstream's ``usage`` when it came; otherwise the prompt
-estimated from the request (:func:`gateway.ratelimit.estimate_prompt_tokens`) plus one
-completion token per SSE event relayed so far (the role and finish events count too: a slight
-over-estimate, never a free answer).
+What a request holds, is charged and gives back lives in :mod:`gateway.exchange` (re-exported).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from quart import Response
 
-from gateway.accesslog import AccessLog
 from gateway.errors import (
     GatewayError,
     TunnelUnavailableError,
@@ -43,12 +36,29 @@ from gateway.errors import (
     sse_error_event,
     upstream_failed_message,
 )
-from gateway.metrics import GatewayMetrics, RequestRecord
+from gateway.exchange import (
+    AdmissionLike,
+    AnswerCutError,
+    Exchange,
+    LedgerLike,
+    Services,
+)
 from gateway.models import ResolvedModel
-from gateway.ratelimit import estimate_prompt_tokens
-from gateway.sse import BodyRewriter, SseRewriter, Usage, model_replacements, rewrite_json_body
-from tunnel.api import TunnelPool, TunnelResponse
+from gateway.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
+from tunnel.api import TunnelResponse
 from tunnel.errors import NoTunnelError, TunnelError
+
+__all__ = [  # the accounting types are re-exported: the app factory takes them from here
+    "AdmissionLike",
+    "AnswerCutError",
+    "Exchange",
+    "Forwarder",
+    "LedgerLike",
+    "Services",
+    "forward_headers",
+    "map_tunnel_error",
+    "prompt_of",
+]
 
 log = logging.getLogger("gateway.proxy")
 
@@ -59,24 +69,6 @@ MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 MAX_BUFFERED_ANSWER_BYTES: Final = 1 << 20  # a larger JSON answer is passed on piece by piece
 CONNECTOR_ANSWER_HEADER: Final = "x-tunnel-answer"  # set on the connector's own answers
 Json = dict[str, Any]
-
-
-class AnswerCutError(Exception):
-    """The upstream broke off a JSON answer already under way: the adapter stops sending, so
-    the connection is closed and the client cannot take a truncated answer for a whole one."""
-
-
-class AdmissionLike(Protocol):
-    headers: dict[str, str]
-
-    async def charge(self, prompt_tokens: int, completion_tokens: int) -> None: ...
-    async def release(self) -> None: ...
-
-
-class LedgerLike(Protocol):
-    async def record(
-        self, identity: str, model: str, prompt_tokens: int, completion_tokens: int
-    ) -> None: ...
 
 
 # --------------------------------------------------------------------------- request side
@@ -93,115 +85,6 @@ def forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]
 def prompt_of(body: Mapping[str, Any]) -> object:
     """The prompt text fields, for ``[log] log_prompts = true`` only."""
     return {k: body[k] for k in ("messages", "prompt", "input", "instructions") if k in body}
-
-
-# --------------------------------------------------------------------------- accounting
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One API request from admission to the end of its answer."""
-
-    request_id: str
-    route: str
-    model: str
-    identity: str
-    remote: str
-    stream: bool
-    admission: AdmissionLike
-    started: float = field(default_factory=time.perf_counter)
-    prompt: object = None
-    status: int = 0
-    usage: Usage | None = None
-    ttfb_s: float | None = None
-    request_body: Mapping[str, Any] | None = None  # for the prompt estimate of a 499
-    upstream: TunnelResponse | None = None  # the tunnel stream, closed by finish
-    pending: asyncio.Future[TunnelResponse] | None = None  # a head still awaited
-    relayed_events: int = 0
-    _finished: bool = False
-
-    def first_byte(self) -> None:
-        if self.ttfb_s is None:
-            self.ttfb_s = time.perf_counter() - self.started
-
-    def ended_by(self, exc: BaseException) -> None:
-        """The status of a request whose answer ``exc`` cut short."""
-        if isinstance(exc, asyncio.CancelledError | GeneratorExit | ConnectionError):
-            self.status = 499  # the client went away (nginx's code for it)
-        elif isinstance(exc, TunnelError | TimeoutError | AnswerCutError):
-            self.status = 502
-        else:
-            self.status = 500
-
-
-def charged_tokens(ex: Exchange) -> tuple[int, int]:
-    """Prompt and completion tokens to charge: the upstream's usage, and for a client that left
-    what was consumed even when the upstream never said (see the module's docstring)."""
-    usage = ex.usage or Usage()
-    if ex.status != 499:
-        return usage.prompt_tokens, usage.completion_tokens
-    prompt = usage.prompt_tokens
-    if not prompt and ex.request_body is not None:
-        prompt = estimate_prompt_tokens(ex.request_body)
-    return prompt, max(usage.completion_tokens, ex.relayed_events)
-
-
-async def close_upstream(ex: Exchange) -> None:
-    """Reset the tunnel stream unless it finished (the connector then aborts the upstream)."""
-    try:
-        if ex.pending is not None:
-            await cancel_and_close(ex.pending)
-        if ex.upstream is not None:
-            await ex.upstream.aclose()
-    except Exception:
-        log.exception("closing the tunnel stream of request %s failed", ex.request_id)
-
-
-@dataclass(slots=True)
-class Services:
-    """What the forwarding needs; built once by the app factory."""
-
-    pool: TunnelPool
-    ledger: LedgerLike
-    metrics: GatewayMetrics
-    access_log: AccessLog
-    keepalive_s: float
-    upstream_timeout_s: float
-
-    async def finish(self, ex: Exchange) -> None:
-        """Close the tunnel stream, free the slot, charge, record: once per request, never
-        raising. A 499 is in the ledger even when nothing could be charged."""
-        if ex._finished:
-            return
-        ex._finished = True
-        await close_upstream(ex)
-        prompt, completion = charged_tokens(ex)
-        try:
-            await ex.admission.release()
-            if prompt or completion:
-                await ex.admission.charge(prompt, completion)
-            if prompt or completion or ex.status == 499:
-                await self.ledger.record(ex.identity, ex.model, prompt, completion)
-        except Exception:
-            log.exception("accounting for request %s failed", ex.request_id)
-        record = RequestRecord(
-            request_id=ex.request_id,
-            route=ex.route,
-            model=ex.model,
-            status=ex.status,
-            identity=ex.identity,
-            remote=ex.remote,
-            stream=ex.stream,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            latency_s=time.perf_counter() - ex.started,
-            ttfb_s=ex.ttfb_s,
-        )
-        self.metrics.observe(record)
-        try:
-            self.access_log.write(record, ex.prompt)
-        except (OSError, ValueError):
-            log.exception("writing the access log failed")
 
 
 def map_tunnel_error(exc: BaseException, request_id: str) -> GatewayError:
@@ -250,15 +133,6 @@ async def read_upto(response: TunnelResponse, limit: int) -> tuple[bytes, bool]:
         parts.append(part)
         size += len(part)
     return b"".join(parts), False
-
-
-async def cancel_and_close(task: asyncio.Future[TunnelResponse]) -> None:
-    """Abandon a pending ``pool.request``: cancel it, or close the response it already got."""
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        response = await task
-        await response.aclose()
 
 
 # --------------------------------------------------------------------------- forwarding
