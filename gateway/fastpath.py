@@ -24,6 +24,7 @@ from typing import Any, Final
 from quart import Response
 from quart.wrappers.response import DataBody
 
+from gateway import hypercorn_h2
 from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 from gateway.openai_routes import (
     API_ROUTES,
@@ -58,6 +59,7 @@ class ApiFastPath:
     """ASGI middleware: the POST API routes here, anything else to ``app``."""
 
     def __init__(self, app: ASGIApp, routes: OpenAIRoutes) -> None:
+        hypercorn_h2.install()  # without it, an HTTP/2 client's shut window holds nothing back
         self.app = app
         self.routes = routes
         self.paths = frozenset(API_ROUTES)

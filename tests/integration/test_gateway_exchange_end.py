@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import h11
 import httpx
 import psutil
@@ -288,3 +291,90 @@ async def test_a_slow_reader_holds_back_a_large_answer(tmp_path: Path) -> None:
         line = await wait_access_line(rig, 1)  # the 429, refused before admission, logs none
         assert line["status"] == 200
         assert line["completion_tokens"] == chunks
+
+
+class RawH2Client:
+    """HTTP/2 over TLS that reads its socket but grants flow-control credit only when told:
+    the gateway's stream window runs out while the connection stays busy and alive."""
+
+    def __init__(self, rig: GatewayRig) -> None:
+        self.rig = rig
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.data = bytearray()
+        self.unacked = 0
+        self.status = 0
+        self.ended = False
+
+    async def request(self, body: bytes) -> None:
+        ctx = self.rig.ssl_context()
+        ctx.set_alpn_protocols(["h2"])
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.rig.ports["public"], ssl=ctx, server_hostname="localhost"
+        )
+        self.conn.initiate_connection()
+        headers = [
+            (":method", "POST"), (":scheme", "https"), (":authority", "localhost"),
+            (":path", "/v1/chat/completions"), ("authorization", f"Bearer {self.rig.key}"),
+            ("content-type", "application/json"), ("content-length", str(len(body))),
+        ]  # fmt: skip
+        self.conn.send_headers(1, headers)
+        self.conn.send_data(1, body, end_stream=True)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        assert self.writer is not None
+        self.writer.write(self.conn.data_to_send())
+        await self.writer.drain()
+
+    async def pump(self, seconds: float, *, grant: bool) -> None:
+        """Read the socket for ``seconds`` (or to the stream's end), granting credit or not."""
+        assert self.reader is not None
+        deadline = time.monotonic() + seconds
+        await self._grant(grant=grant)
+        while not self.ended and (left := deadline - time.monotonic()) > 0:
+            try:
+                raw = await asyncio.wait_for(self.reader.read(1 << 16), left)
+            except TimeoutError:
+                break
+            assert raw, "the gateway closed the connection"
+            for event in self.conn.receive_data(raw):
+                if isinstance(event, h2.events.ResponseReceived):
+                    self.status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    self.data += event.data
+                    self.unacked += event.flow_controlled_length
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.ended = True
+            await self._grant(grant=grant)
+
+    async def _grant(self, *, grant: bool) -> None:
+        if grant and self.unacked:
+            self.conn.acknowledge_received_data(self.unacked, 1)
+            self.unacked = 0
+        await self._flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def test_an_http2_stream_without_credit_holds_the_upstream_back(tmp_path: Path) -> None:
+    chunks, piece = 3000, 8192  # about 25 MB of SSE
+    async with exchange_rig(tmp_path, "--concurrency", "1") as rig:
+        client = RawH2Client(rig)
+        body = chat(stream=True, standin={"chunks": chunks, "piece_bytes": piece})
+        before = rss(rig)
+        await client.request(json.dumps(body).encode())
+        await client.pump(2.0, grant=False)
+        assert client.status == 200
+        assert len(client.data) <= 65535  # the stream's initial window, never more
+        grown = rss(rig) - before
+        assert rig.standin.requests[-1].chunks_sent < chunks, grown
+        assert grown < 24 * MiB
+        await client.pump(30.0, grant=True)
+        client.close()
+        assert client.ended, (len(client.data), rig.standin.requests[-1].chunks_sent)
+        assert client.data.count(b'"content":"') >= chunks
+        assert client.data.rstrip().endswith(b"data: [DONE]")

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypercorn.asyncio.worker_context import EventWrapper
+from hypercorn.protocol.h2 import StreamBuffer
 
+from gateway import hypercorn_h2
 from gateway.identity import Identity
 from gateway.ratelimit import MemorySlots, RateLimiter
 from gateway.sse import BodyRewriter, model_replacements
@@ -219,3 +222,20 @@ async def test_a_late_connector_error_on_a_stream_does_not_show_its_text(rig: Ri
     event = json.loads(body.split(b"\n\n")[-2][6:])
     assert resp.headers["x-request-id"] in event["error"]["message"]
     assert last_line(rig)["status"] == 502
+
+
+async def test_hypercorn_h2_buffer_holds_the_writer_while_the_window_is_shut() -> None:
+    assert hypercorn_h2.install()
+    buffer = StreamBuffer(EventWrapper)
+    pushed = asyncio.ensure_future(buffer.push(b"x" * 40000))  # over the 32 KiB high-water mark
+    await asyncio.sleep(0)
+    assert not pushed.done()
+    assert await buffer.pop(0) == b""  # the client's window is shut: nothing sent
+    await asyncio.sleep(0.01)
+    assert not pushed.done(), "the writer was let go with 40000 bytes still buffered"
+    await buffer.pop(16384)
+    await asyncio.sleep(0.01)
+    assert not pushed.done()  # 23616 left: still over the low-water mark
+    await buffer.pop(16384)
+    async with asyncio.timeout(1):
+        await pushed  # under the mark: the writer goes on
