@@ -239,3 +239,25 @@ async def test_hypercorn_h2_buffer_holds_the_writer_while_the_window_is_shut() -
     await buffer.pop(16384)
     async with asyncio.timeout(1):
         await pushed  # under the mark: the writer goes on
+
+
+async def test_send_failing_on_the_last_message_of_a_stream_frees_everything(rig: Rig) -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2}
+    parts: list[bytes | float | Exception] = [chunk("a"), chunk("b"), chunk("", usage, False)]
+    rig.pool.response = FakeResponse(200, "text/event-stream", parts)
+    client = BrokenSend(request({**CHAT, "stream": True}), fail_at=3)  # start, a, b, then the end
+    await run(rig, client)
+    assert rig.limiter.admissions[0].released
+    line = last_line(rig)
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (499, 3, 2)
+
+
+async def test_the_tunnel_lost_mid_stream_frees_everything(rig: Rig) -> None:
+    parts: list[bytes | float | Exception] = [chunk("a"), StreamResetError("tunnel lost", 1)]
+    rig.pool.response = FakeResponse(200, "text/event-stream", parts)
+    client = AsgiClient(request({**CHAT, "stream": True}))
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    assert b"tunnel lost" not in b"".join(m.get("body", b"") for m in client.sent)
+    assert rig.limiter.admissions[0].released
+    assert rig.pool.response.closed
+    assert last_line(rig)["status"] == 502
