@@ -11,6 +11,9 @@ when it is not:
   the same pair) or none (another escaping) fall back to re-encoding.
 - ``stream_options.include_usage`` added to a stream that did not ask (so tokens can be charged):
   when the body has no ``stream_options``, the member is inserted right after the opening brace.
+
+A body that must be re-encoded but holds a string UTF-8 cannot carry (a lone surrogate such as
+``"\ud800"``, which JSON's escapes allow) is the client's 400, not the gateway's 500.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from gateway.errors import InvalidRequestError
 from gateway.models import ResolvedModel
 from gateway.sse import model_replacements
 
@@ -77,4 +81,10 @@ def _reencoded(body: Json, upstream_model: str, add_usage: bool) -> bytes:
     if add_usage:
         options = body.get("stream_options") or {}  # parse_body made sure it is an object
         out["stream_options"] = {**options, "include_usage": True}
-    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError(
+            "The request body is not valid UTF-8 text: it contains a lone UTF-16 surrogate"
+            " (such as \\ud800) in a string."
+        ) from None

@@ -84,6 +84,12 @@ class UpstreamFailedError(GatewayError):
     code = "upstream_error"
 
 
+def upstream_failed_message(request_id: str) -> str:
+    """What a client is told when the tunnel or the upstream failed: the cause (an exception's
+    text, a connector's error naming an office address) goes to the gateway's log only."""
+    return f"The upstream failed: see the gateway's log, request id {request_id}."
+
+
 def error_body(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, dict[str, str | None]]:

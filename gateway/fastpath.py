@@ -7,7 +7,10 @@ the same handler (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`); every
 (``/v1/models``, health, the WebSocket carrier, unknown routes) goes on to Quart.
 
 Like Quart, a client that goes away (``http.disconnect``) cancels the handler, so the upstream
-request is cancelled through the tunnel and the concurrency slot freed at once.
+request is cancelled through the tunnel and the concurrency slot freed at once. The answer is
+sent inside :meth:`~gateway.openai_routes.OpenAIRoutes.handle_call`'s ``async with``: the slot is
+held until the last byte is handed to the server, and each ``send`` waits for Hypercorn to take
+the piece (its flow control toward the client), which is what holds the upstream back.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Final
 from quart import Response
 from quart.wrappers.response import DataBody
 
+from gateway import hypercorn_h2
 from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 from gateway.openai_routes import (
     API_ROUTES,
@@ -30,6 +34,7 @@ from gateway.openai_routes import (
     OpenAIRoutes,
     new_request_id,
 )
+from gateway.proxying import AnswerCutError
 
 log = logging.getLogger("gateway.fastpath")
 
@@ -54,6 +59,7 @@ class ApiFastPath:
     """ASGI middleware: the POST API routes here, anything else to ``app``."""
 
     def __init__(self, app: ASGIApp, routes: OpenAIRoutes) -> None:
+        hypercorn_h2.install()  # without it, an HTTP/2 client's shut window holds nothing back
         self.app = app
         self.routes = routes
         self.paths = frozenset(API_ROUTES)
@@ -102,10 +108,12 @@ class ApiRequest:
     async def run(self, routes: OpenAIRoutes) -> None:
         self.task = asyncio.current_task()
         try:
-            response = await routes.handle_call(self.call())
-            await self.respond(response)
+            async with routes.handle_call(self.call()) as response:
+                await self.respond(response)  # the request's resources are held until sent
         except ClientGoneError:
             return
+        except AnswerCutError:
+            return  # the answer is incomplete: Hypercorn closes the connection (or resets)
         except asyncio.CancelledError:
             if not self.cancelled_here:
                 raise

@@ -1,5 +1,12 @@
 """The OpenAI routes: auth -> body -> model -> limits -> forward; ``/v1/models``.
 
+:meth:`OpenAIRoutes.handle_call` is an async context manager around the whole request: the
+adapter that sends the answer (:class:`gateway.fastpath.ApiFastPath`) sends it inside the
+``async with``, and everything an admitted request took (concurrency slot, tunnel stream, token
+charge, ledger row, access-log line) is given back by its one ``finally``, however the request
+ends: answered, refused after admission, cancelled before, during or after the answer, or the
+server's ``send`` failing (STYLE 14).
+
 Every answer (errors included) carries ``x-request-id`` and, once the caller is known, the
 limiter's ``x-ratelimit-*`` headers (read without being charged when the request is not
 admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with OpenAI's codes.
@@ -11,17 +18,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
-from quart import Quart, Response, g, jsonify, request
+from quart import Quart, Response, jsonify, request
 
 from gateway.auth import AuthError
 from gateway.body_rewrite import client_asked_usage, upstream_body, wants_stream
-from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
+from gateway.errors import GatewayError, openai_error
 from gateway.identity import Identity
-from gateway.models import ModelCatalog
+from gateway.models import ModelCatalog, ResolvedModel
 from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
 from gateway.ratelimit import RateLimited, estimate_tokens
 from gateway.request_body import parse_body
@@ -31,6 +38,7 @@ log = logging.getLogger("gateway.routes")
 DRAIN_TIMEOUT_S: Final = 5.0
 DRAIN_FACTOR: Final = 4
 API_ROUTES: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+Json = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,28 +65,6 @@ class LimiterLike(Protocol):
 
 def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
-
-
-def request_id() -> str:
-    rid: str | None = g.get("request_id")
-    if rid is None:
-        rid = g.request_id = new_request_id()
-    return rid
-
-
-async def read_body_limited(limit: int) -> bytes:
-    """The request body, or 413 once it passes ``limit``. The rest of an oversized body is
-    still read (and dropped, up to a bound) so that an HTTP/1.1 client that is still sending
-    receives the 413 instead of a connection reset."""
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            await drain_body(DRAIN_FACTOR * limit)
-            raise PayloadTooLargeError(limit)
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 async def drain_body(max_bytes: int) -> None:
@@ -122,78 +108,81 @@ class OpenAIRoutes:
         self.forwarder = forwarder
 
     def register(self, app: Quart) -> None:
-        """The routes on ``app``. The POST API routes are also served without Quart by
-        :class:`gateway.fastpath.ApiFastPath` (see :func:`gateway.app.create_app`)."""
+        """The routes on ``app``. The POST API routes are served by
+        :class:`gateway.fastpath.ApiFastPath` in front of the app (see
+        :func:`gateway.app.create_app`): only it can hold a request's resources until its answer
+        is sent. Quart keeps their rules so that other methods get OpenAI's 405."""
         for path in API_ROUTES:
-            app.add_url_rule(path, path, self._api_view(path), methods=["POST"])
+            app.add_url_rule(path, path, self._not_served, methods=["POST"])
         app.add_url_rule("/v1/models", "models", self.list_models, methods=["GET"])
         app.add_url_rule("/v1/models/<path:model_id>", "model", self.get_model, methods=["GET"])
 
-    def _api_view(self, route: str):  # type: ignore[no-untyped-def]
-        async def view() -> Response:
-            return await self.handle(route)
-
-        view.__name__ = route
-        return view
+    async def _not_served(self) -> Response:
+        log.error("POST %s reached Quart: the API fast path is not installed", request.path)
+        return openai_error(500, "The gateway failed to handle the request.", "server_error")
 
     async def _identity(self) -> Identity:
         return await self.auth.authenticate(request.headers.get("authorization"))
 
-    async def handle(self, route: str) -> Response:
-        """The Quart view of an API route."""
-        call = ApiCall(
-            route=route,
-            authorization=request.headers.get("authorization"),
-            headers=list(request.headers.items()),
-            remote=request.remote_addr or "-",
-            request_id=request_id(),
-            read_body=read_body_limited,
-            drain=drain_body,
-        )
-        return await self.handle_call(call)
-
-    async def handle_call(self, call: ApiCall) -> Response:
-        """Auth -> body -> model -> limits -> forward, for one API request."""
+    @contextlib.asynccontextmanager
+    async def handle_call(self, call: ApiCall) -> AsyncIterator[Response]:
+        """Auth -> body -> model -> limits -> forward, for one API request: the answer is sent
+        inside the ``async with``; its end gives back what the request took."""
         try:
             identity = await self.auth.authenticate(call.authorization)
         except AuthError as exc:
             await call.drain(self.max_body_bytes)
-            return auth_error(exc)
+            yield auth_error(exc)
+            return
         try:
             raw = await call.read_body(self.max_body_bytes)
             body = parse_body(raw, call.route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except RateLimited as exc:
-            return rate_limit_error(exc)
+            yield rate_limit_error(exc)
+            return
         except GatewayError as exc:
-            return exc.to_response(await self._limit_headers(identity))
-        stream = wants_stream(body)
+            yield exc.to_response(await self._limit_headers(identity))
+            return
+        # admitted: from here on, the finally below is the one place that gives back
         ex = Exchange(
             request_id=call.request_id,
             route=call.route,
             model=resolved.name,
             identity=identity.name,
             remote=call.remote,
-            stream=stream,
+            stream=wants_stream(body),
             admission=admission,
             prompt=prompt_of(body) if self.forwarder.s.access_log.log_prompts else None,
+            request_body=body,
         )
-        drop_usage = stream and not client_asked_usage(body)
-        upstream = upstream_body(raw, body, call.route, resolved)
+        try:
+            yield await self._forward(ex, call, raw, body, resolved)
+        except BaseException as exc:
+            ex.ended_by(exc)
+            raise
+        finally:
+            await self.forwarder.s.finish(ex)
+
+    async def _forward(
+        self, ex: Exchange, call: ApiCall, raw: bytes, body: Json, resolved: ResolvedModel
+    ) -> Response:
+        """The admitted request's answer: the upstream's, or an error in OpenAI's shape."""
         try:
             response = await self.forwarder.forward(
                 ex,
                 resolved,
                 forward_headers(call.headers),
-                upstream,
-                drop_usage_chunk=drop_usage,
+                upstream_body(raw, body, call.route, resolved),
+                drop_usage_chunk=ex.stream and not client_asked_usage(body),
             )
         except GatewayError as exc:
+            ex.status = exc.status
             response = exc.to_response()
         # appended, not replaced: no answer built above carries x-ratelimit-* headers, and
         # werkzeug's ``update`` scans every header for each one it sets
-        response.headers.extend(admission.headers)
+        response.headers.extend(ex.admission.headers)
         return response
 
     async def _limit_headers(self, identity: Identity) -> dict[str, str]:

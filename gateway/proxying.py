@@ -1,37 +1,64 @@
-"""Forwarding one admitted API request through the tunnel, and accounting for it once.
+"""Forwarding one admitted API request through the tunnel.
 
 The request side (:func:`forward_headers`; the body in :mod:`gateway.body_rewrite`) is pure.
-:class:`Forwarder` awaits the response head, then either answers a complete JSON body (model
-rewritten, usage read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`.
-Whatever happens (end, error, client gone), :meth:`Exchange.finish` runs exactly once: the
-concurrency slot is freed first, then tokens charged, and the ledger, metrics, access log written.
+:class:`Forwarder` awaits the response head, then answers a JSON body (model rewritten, usage
+read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`. It frees nothing
+itself: the tunnel stream it opens is noted on the :class:`Exchange`, and :meth:`Services.finish`
+runs once, from the ``finally`` that spans the request from admission to the last byte handed to
+the server (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`): it closes the tunnel stream,
+frees the concurrency slot, charges tokens and writes the ledger, metrics and access log.
+
+Backpressure: each piece of an answer goes to the ASGI server's ``send``, which in Hypercorn
+returns only once the piece fits the connection (HTTP/1.1: the transport's write buffer drained;
+HTTP/2: the stream's flow-control window and a 32 KiB stream buffer). Until then nothing more is
+read from the tunnel stream, whose HTTP/2 window then stops the connector, whose unread socket
+stops the upstream. A JSON answer up to :data:`MAX_BUFFERED_ANSWER_BYTES` is read whole (one
+message, exact ``model`` rewrite and usage); a larger one goes on piece by piece through
+:class:`gateway.sse.BodyRewriter`, so no answer holds more than that in the gateway.
+
+What a request holds, is charged and gives back lives in :mod:`gateway.exchange` (re-exported).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from quart import Response
 
-from gateway.accesslog import AccessLog
 from gateway.errors import (
     GatewayError,
     TunnelUnavailableError,
     UpstreamFailedError,
     sse_error_event,
+    upstream_failed_message,
 )
-from gateway.metrics import GatewayMetrics, RequestRecord
+from gateway.exchange import (
+    AdmissionLike,
+    AnswerCutError,
+    Exchange,
+    LedgerLike,
+    Services,
+)
 from gateway.models import ResolvedModel
-from gateway.sse import SseRewriter, Usage, model_replacements, rewrite_json_body
-from tunnel.api import TunnelPool, TunnelResponse
+from gateway.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
+from tunnel.api import TunnelResponse
 from tunnel.errors import NoTunnelError, TunnelError
+
+__all__ = [  # the accounting types are re-exported: the app factory takes them from here
+    "AdmissionLike",
+    "AnswerCutError",
+    "Exchange",
+    "Forwarder",
+    "LedgerLike",
+    "Services",
+    "forward_headers",
+    "map_tunnel_error",
+    "prompt_of",
+]
 
 log = logging.getLogger("gateway.proxy")
 
@@ -39,20 +66,9 @@ FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "o
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+MAX_BUFFERED_ANSWER_BYTES: Final = 1 << 20  # a larger JSON answer is passed on piece by piece
+CONNECTOR_ANSWER_HEADER: Final = "x-tunnel-answer"  # set on the connector's own answers
 Json = dict[str, Any]
-
-
-class AdmissionLike(Protocol):
-    headers: dict[str, str]
-
-    async def charge(self, prompt_tokens: int, completion_tokens: int) -> None: ...
-    async def release(self) -> None: ...
-
-
-class LedgerLike(Protocol):
-    async def record(
-        self, identity: str, model: str, prompt_tokens: int, completion_tokens: int
-    ) -> None: ...
 
 
 # --------------------------------------------------------------------------- request side
@@ -71,86 +87,17 @@ def prompt_of(body: Mapping[str, Any]) -> object:
     return {k: body[k] for k in ("messages", "prompt", "input", "instructions") if k in body}
 
 
-# --------------------------------------------------------------------------- accounting
-
-
-@dataclass(slots=True)
-class Exchange:
-    """One API request from admission to the end of its answer."""
-
-    request_id: str
-    route: str
-    model: str
-    identity: str
-    remote: str
-    stream: bool
-    admission: AdmissionLike
-    started: float = field(default_factory=time.perf_counter)
-    prompt: object = None
-    status: int = 0
-    usage: Usage | None = None
-    ttfb_s: float | None = None
-    _finished: bool = False
-
-    def first_byte(self) -> None:
-        if self.ttfb_s is None:
-            self.ttfb_s = time.perf_counter() - self.started
-
-
-@dataclass(slots=True)
-class Services:
-    """What the forwarding needs; built once by the app factory."""
-
-    pool: TunnelPool
-    ledger: LedgerLike
-    metrics: GatewayMetrics
-    access_log: AccessLog
-    keepalive_s: float
-    upstream_timeout_s: float
-
-    async def finish(self, ex: Exchange) -> None:
-        """Free the slot, charge, record: once per request, never raising."""
-        if ex._finished:
-            return
-        ex._finished = True
-        usage = ex.usage or Usage()
-        try:
-            await ex.admission.release()
-            if usage.prompt_tokens or usage.completion_tokens:
-                await ex.admission.charge(usage.prompt_tokens, usage.completion_tokens)
-                await self.ledger.record(
-                    ex.identity, ex.model, usage.prompt_tokens, usage.completion_tokens
-                )
-        except Exception:
-            log.exception("accounting for request %s failed", ex.request_id)
-        record = RequestRecord(
-            request_id=ex.request_id,
-            route=ex.route,
-            model=ex.model,
-            status=ex.status,
-            identity=ex.identity,
-            remote=ex.remote,
-            stream=ex.stream,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            latency_s=time.perf_counter() - ex.started,
-            ttfb_s=ex.ttfb_s,
-        )
-        self.metrics.observe(record)
-        try:
-            self.access_log.write(record, ex.prompt)
-        except (OSError, ValueError):
-            log.exception("writing the access log failed")
-
-
-def map_tunnel_error(exc: BaseException) -> GatewayError:
+def map_tunnel_error(exc: BaseException, request_id: str) -> GatewayError:
+    """The client's 502 / 503 for a tunnel failure; the cause (which may name an office
+    address) is logged with the request id, never sent."""
     if isinstance(exc, NoTunnelError):
         return TunnelUnavailableError(
             f"No connector is serving upstream '{exc.upstream}' right now. Try again later."
         )
     if isinstance(exc, TimeoutError):
         return UpstreamFailedError("The upstream did not answer in time.")
-    return UpstreamFailedError(f"The tunnel or the upstream failed: {exc}")
+    log.warning("request %s: the tunnel or the upstream failed: %s", request_id, exc)
+    return UpstreamFailedError(upstream_failed_message(request_id))
 
 
 def is_event_stream(response: TunnelResponse) -> bool:
@@ -166,31 +113,26 @@ def content_type(response: TunnelResponse) -> str:
     return "application/json"
 
 
-async def read_body(response: TunnelResponse, limit: int | None = None) -> bytes:
+def from_connector(response: TunnelResponse, data: bytes) -> bool:
+    """True for an answer the connector made itself (it could not reach the upstream, or
+    refused the path): its text names office hosts. Connectors older than the header answer
+    such a 502 with the code ``upstream_unreachable``."""
+    if any(k == CONNECTOR_ANSWER_HEADER for k, _ in response.headers):
+        return True
+    return response.status == 502 and b'"upstream_unreachable"' in data
+
+
+async def read_upto(response: TunnelResponse, limit: int) -> tuple[bytes, bool]:
+    """The body up to about ``limit`` bytes, and whether that is all of it."""
     parts: list[bytes] = []
     size = 0
-    async for part in response.body():
+    while size < limit:
+        part = await response.read()
+        if not part:
+            return b"".join(parts), True
         parts.append(part)
         size += len(part)
-        if limit is not None and size >= limit:
-            break
-    return b"".join(parts)
-
-
-def _time_left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
-
-
-async def cancel_and_close(task: asyncio.Future[TunnelResponse]) -> None:
-    """Abandon a pending ``pool.request``: cancel it, or close the response it already got."""
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(BaseException):
-        response = await task
-        await response.aclose()
+    return b"".join(parts), False
 
 
 # --------------------------------------------------------------------------- forwarding
@@ -209,55 +151,51 @@ class Forwarder:
         *,
         drop_usage_chunk: bool,
     ) -> Response:
-        """Send the request and answer the client; the exchange is finished by the time the
-        returned response's body has been sent (or the client went away)."""
+        """Send the request and return the client's answer; ``upstream_timeout_s`` counts from
+        now, whatever keep-alives a stream sends meanwhile. Tunnel failures raise the client's
+        502 / 503 as :class:`GatewayError`."""
         pairs = model_replacements(resolved.model, resolved.name)
+        deadline = asyncio.get_running_loop().time() + self.s.upstream_timeout_s
         request = self.s.pool.request(resolved.upstream, "POST", ex.route, headers, body)
         if ex.stream:
+            ex.pending = asyncio.ensure_future(request)
             rewriter = SseRewriter(pairs, drop_usage_chunk=drop_usage_chunk)
-            return await self._start_stream(ex, asyncio.ensure_future(request), rewriter, pairs)
-        deadline = asyncio.get_running_loop().time() + self.s.upstream_timeout_s
+            return await self._start_stream(ex, rewriter, pairs, deadline)
         try:
             async with asyncio.timeout_at(deadline):
-                response = await request
-        except BaseException as exc:
-            await self._fail(ex, exc)
-            raise
-        return await self._complete(ex, response, pairs, deadline)
+                ex.upstream = await request
+        except (TunnelError, TimeoutError) as exc:
+            raise self._mapped(ex, exc) from None
+        return await self._complete(ex, ex.upstream, pairs, deadline)
+
+    def _mapped(self, ex: Exchange, exc: BaseException) -> GatewayError:
+        mapped = map_tunnel_error(exc, ex.request_id)
+        ex.status = mapped.status
+        return mapped
 
     async def _start_stream(
         self,
         ex: Exchange,
-        task: asyncio.Future[TunnelResponse],
         rewriter: SseRewriter,
         pairs: tuple[tuple[bytes, bytes], ...],
+        deadline: float,
     ) -> Response:
         """Wait up to one keep-alive interval for the head: a quick error is passed through
         with its own status; a slow head gets 200 at once and comments until it comes."""
+        task = ex.pending
+        assert task is not None
+        left = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait({task}, timeout=max(0.0, min(self.s.keepalive_s, left)))
+        if not task.done():
+            return self._sse_response(ex, self._late_stream(ex, task, rewriter, deadline))
+        ex.pending = None
         try:
-            await asyncio.wait({task}, timeout=min(self.s.keepalive_s, self.s.upstream_timeout_s))
-            if not task.done():
-                return self._sse_response(ex, self._late_stream(ex, task, rewriter))
-            response = task.result()
-        except BaseException as exc:
-            await cancel_and_close(task)
-            await self._fail(ex, exc)
-            raise
+            response = ex.upstream = task.result()
+        except (TunnelError, TimeoutError) as exc:
+            raise self._mapped(ex, exc) from None
         if response.status == 200 and is_event_stream(response):
             return self._sse_response(ex, self._stream(ex, response, rewriter))
-        deadline = asyncio.get_running_loop().time() + self.s.upstream_timeout_s
         return await self._complete(ex, response, pairs, deadline)
-
-    async def _fail(self, ex: Exchange, exc: BaseException) -> None:
-        """Finish a failed exchange; tunnel failures become the client's 502 / 503."""
-        if isinstance(exc, TunnelError | TimeoutError):
-            mapped = map_tunnel_error(exc)
-            ex.status = mapped.status
-            await self.s.finish(ex)
-            raise mapped from None
-        # cancelled: the client went away (499 as nginx logs it); anything else is our bug
-        ex.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
-        await self.s.finish(ex)
 
     async def _complete(
         self,
@@ -266,21 +204,63 @@ class Forwarder:
         pairs: tuple[tuple[bytes, bytes], ...],
         deadline: float,
     ) -> Response:
-        """A whole answer: read it, rewrite ``model``, take ``usage``; pass errors through."""
+        """A JSON answer (or an error passed through): read whole when small, else streamed."""
         try:
             async with asyncio.timeout_at(deadline):
-                data = await read_body(response)
-        except BaseException as exc:
-            await response.aclose()
-            await self._fail(ex, exc)
-            raise
-        await response.aclose()
+                data, complete = await read_upto(response, MAX_BUFFERED_ANSWER_BYTES)
+        except (TunnelError, TimeoutError) as exc:
+            raise self._mapped(ex, exc) from None
         ex.first_byte()
         ex.status = response.status
-        if 200 <= response.status < 300:
-            data, ex.usage = rewrite_json_body(data, pairs)
-        await self.s.finish(ex)
-        return Response(data, status=response.status, content_type=content_type(response))
+        ok = 200 <= response.status < 300
+        if not ok and complete and from_connector(response, data):
+            raise self._connector_failed(ex, response, data)
+        ctype = content_type(response)
+        if complete:
+            if ok:
+                data, ex.usage = rewrite_json_body(data, pairs)
+            return Response(data, status=response.status, content_type=ctype)
+        rewriter = BodyRewriter(pairs if ok else ())
+        answer = Response(self._relay(ex, response, rewriter, data), response.status)
+        answer.content_type = ctype
+        answer.timeout = None
+        return answer
+
+    def _connector_failed(
+        self, ex: Exchange, response: TunnelResponse, data: bytes
+    ) -> UpstreamFailedError:
+        log.warning(
+            "request %s: the connector answered %d: %s",
+            ex.request_id,
+            response.status,
+            data[:2000].decode("utf-8", "replace"),
+        )
+        ex.status = UpstreamFailedError.status
+        return UpstreamFailedError(upstream_failed_message(ex.request_id))
+
+    async def _relay(
+        self, ex: Exchange, response: TunnelResponse, rewriter: BodyRewriter, first: bytes
+    ) -> AsyncIterator[bytes]:
+        """A large answer piece by piece, each read only once the previous one is sent; a
+        tunnel failure, or an upstream silent for ``upstream_timeout_s``, cuts it."""
+        yield rewriter.feed(first)
+        timeout_s = self.s.upstream_timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    data = await response.read()
+            except (TunnelError, TimeoutError) as exc:
+                log.warning("request %s: the answer broke off: %r", ex.request_id, exc)
+                raise AnswerCutError from None
+            if not data:
+                break
+            out = rewriter.feed(data)
+            if out:
+                yield out
+        tail = rewriter.flush()
+        ex.usage = rewriter.usage
+        if tail:
+            yield tail
 
     def _sse_response(self, ex: Exchange, body: AsyncIterator[bytes]) -> Response:
         ex.status = 200
@@ -290,58 +270,58 @@ class Forwarder:
         return response
 
     async def _late_stream(
-        self, ex: Exchange, task: asyncio.Future[TunnelResponse], rewriter: SseRewriter
+        self,
+        ex: Exchange,
+        task: asyncio.Future[TunnelResponse],
+        rewriter: SseRewriter,
+        deadline: float,
     ) -> AsyncIterator[bytes]:
         """The head was slow: 200 is already sent, so comments keep the line alive meanwhile
         and a failure becomes an error event."""
+        loop = asyncio.get_running_loop()
         self.s.metrics.active_streams.inc()
-        deadline = time.monotonic() + self.s.upstream_timeout_s
         try:
             while not task.done():
-                left = _time_left(deadline)
+                left = deadline - loop.time()
+                if left <= 0:  # the tunnel request is cancelled by finish
+                    yield self._error_event(ex, TimeoutError())
+                    return
                 await asyncio.wait({task}, timeout=min(self.s.keepalive_s, left))
                 if not task.done():
                     yield KEEPALIVE
-            response = task.result()
+            ex.pending = None
+            response = ex.upstream = task.result()
         except (TunnelError, TimeoutError) as exc:
-            await cancel_and_close(task)
             yield self._error_event(ex, exc)
-            self.s.metrics.active_streams.dec()
-            await self.s.finish(ex)
             return
-        except BaseException:
-            await cancel_and_close(task)
+        finally:
             self.s.metrics.active_streams.dec()
-            ex.status = 499
-            await self.s.finish(ex)
-            raise
-        self.s.metrics.active_streams.dec()
         if response.status != 200 or not is_event_stream(response):
-            async for piece in self._error_answer(ex, response):
-                yield piece
+            yield await self._error_answer(ex, response)
             return
         async for piece in self._stream(ex, response, rewriter):
             yield piece
 
-    async def _error_answer(self, ex: Exchange, response: TunnelResponse) -> AsyncIterator[bytes]:
+    async def _error_answer(self, ex: Exchange, response: TunnelResponse) -> bytes:
+        """An upstream's error after a 200 went out: its message as an error event (a
+        connector's own error: the generic message, the detail in the log)."""
         try:
-            data = await read_body(response, MAX_ERROR_BODY_BYTES)
+            data, _ = await read_upto(response, MAX_ERROR_BODY_BYTES)
         except TunnelError:
             data = b""
-        finally:
-            await response.aclose()
         ex.status = response.status
+        if from_connector(response, data):
+            failed = self._connector_failed(ex, response, data)
+            return sse_error_event(failed.message, failed.error_type, failed.code)
         try:
             error = json.loads(data)["error"]
             message, kind = str(error["message"]), str(error.get("type") or "server_error")
         except (ValueError, KeyError, TypeError):
             message, kind = f"The upstream answered {response.status}.", "server_error"
-        await self.s.finish(ex)
-        yield sse_error_event(message, kind)
+        return sse_error_event(message, kind)
 
     def _error_event(self, ex: Exchange, exc: BaseException) -> bytes:
-        mapped = map_tunnel_error(exc)
-        ex.status = mapped.status
+        mapped = self._mapped(ex, exc)
         return sse_error_event(mapped.message, mapped.error_type, mapped.code)
 
     async def _stream(
@@ -365,17 +345,14 @@ class Forwarder:
                 ex.first_byte()
                 out = rewriter.feed(data)
                 if out:
+                    ex.relayed_events += out.count(b"data:")  # ~ one token each (see above)
                     yield out
             tail = rewriter.flush()
             if tail:
                 yield tail
         except TunnelError as exc:
             yield self._error_event(ex, exc)
-        except BaseException:
-            ex.status = 499  # the client went away (nginx's code for it)
-            raise
         finally:
             self.s.metrics.active_streams.dec()
-            await response.aclose()
             ex.usage = rewriter.usage
-            await self.s.finish(ex)
+            await response.aclose()

@@ -75,9 +75,6 @@ def estimate_tokens(body: Mapping[str, object]) -> int:
     """A rough estimate before the upstream answers: every string in the prompt fields
     (roles and part types too, like the per-message overhead) / 4, plus the
     requested completion budget (times ``n``)."""
-    chars = sum(
-        _text_chars(body.get(field)) for field in ("messages", "prompt", "input", "instructions")
-    )
     budget = 0
     for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(field)
@@ -86,7 +83,16 @@ def estimate_tokens(body: Mapping[str, object]) -> int:
             break
     n = body.get("n")
     choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    return math.ceil(chars / 4) + budget * choices
+    return estimate_prompt_tokens(body) + budget * choices
+
+
+def estimate_prompt_tokens(body: Mapping[str, object]) -> int:
+    """The prompt's share of :func:`estimate_tokens`: what a request whose upstream never
+    reported ``usage`` (the client left first) is charged for its prompt."""
+    chars = sum(
+        _text_chars(body.get(field)) for field in ("messages", "prompt", "input", "instructions")
+    )
+    return math.ceil(chars / 4)
 
 
 def _text_chars(value: object, depth: int = 0) -> int:
@@ -224,7 +230,12 @@ class RateLimiter:
                     await self._error_headers(identity, 1.0),
                     kind="concurrency",
                 )
-        requests = await self._state(self._requests, rpm, key) if rpm else _UNLIMITED
+        try:
+            requests = await self._state(self._requests, rpm, key) if rpm else _UNLIMITED
+        except BaseException:  # cancelled, or the storage failed: the slot is not ours to keep
+            if slot is not None:
+                await self._slots.release(key, slot)
+            raise
         return Admission(self, identity, slot, ratelimit_headers(requests, tokens))
 
     async def _check_tokens(

@@ -178,3 +178,76 @@ def _last_boundary(data: bytes) -> int:
         if at >= 0:
             best = max(best, at + len(sep))
     return best
+
+
+USAGE_TAIL_BYTES: Final = 64 * 1024  # a large answer's usage is read from its last bytes
+_DECODER: Final = json.JSONDecoder()
+
+
+class BodyRewriter:
+    """A JSON answer too large to hold, passed on piece by piece (sans-IO).
+
+    ``model`` is renamed as in :func:`rewrite_json_body`, also when a piece boundary cuts it:
+    output that ends in what may be the start of an upstream ``"model":"..."`` pair is held back
+    (at most one pair's length) until the next piece. ``usage`` is read at the end from the last
+    :data:`USAGE_TAIL_BYTES` of the answer, where OpenAI's answers put it; an answer whose usage
+    sits earlier is charged as if it had none.
+    """
+
+    def __init__(self, pairs: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self._pairs = pairs
+        self._olds = tuple(old for old, _ in pairs)
+        self._longest = max((len(old) for old in self._olds), default=0)
+        self._held = b""
+        self._tail = b""
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to send now."""
+        self._keep_tail(data)
+        if not self._pairs:
+            return data
+        out = replace_all(self._held + data if self._held else data, self._pairs)
+        cut = self._partial_start(out)
+        self._held = out[cut:]
+        return out[:cut]
+
+    def flush(self) -> bytes:
+        """At the end of the answer: what was held back; ``usage`` is set."""
+        self.usage = usage_in_tail(self._tail)
+        held, self._held, self._tail = self._held, b"", b""
+        return held
+
+    def _keep_tail(self, data: bytes) -> None:
+        if len(data) >= USAGE_TAIL_BYTES:
+            self._tail = data[-USAGE_TAIL_BYTES:]
+        else:
+            self._tail = (self._tail + data)[-USAGE_TAIL_BYTES:]
+
+    def _partial_start(self, out: bytes) -> int:
+        """Where the unfinished start of an upstream pair begins at the end of ``out``."""
+        at = out.find(b'"', max(0, len(out) - self._longest + 1))
+        while at >= 0:
+            rest = out[at:]
+            if any(old.startswith(rest) for old in self._olds):
+                return at
+            at = out.find(b'"', at + 1)
+        return len(out)
+
+
+def usage_in_tail(tail: bytes) -> Usage | None:
+    """The last ``"usage": {...}`` object in ``tail`` (the end of a JSON answer), if any."""
+    at = tail.rfind(_USAGE)
+    while at >= 0:
+        rest = tail[at + len(_USAGE) :].lstrip()
+        if rest.startswith(b":"):
+            text = rest[1:].lstrip().decode("utf-8", "replace")
+            try:
+                obj, _ = _DECODER.raw_decode(text)
+            except ValueError:
+                obj = None
+            usage = usage_from({"usage": obj})
+            if usage is not None:
+                return usage
+        at = tail.rfind(_USAGE, 0, at)
+    return None

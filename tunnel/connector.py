@@ -66,10 +66,12 @@ def openai_error(message: str, error_type: str, code: str) -> bytes:
 
 
 async def respond(stream: Stream, status: int, body: bytes) -> None:
+    """An answer of the connector's own (the gateway logs, and does not relay, its errors)."""
     head = [
         (":status", str(status)),
         ("content-type", "application/json"),
         ("content-length", str(len(body))),
+        ("x-tunnel-answer", "connector"),
     ]
     await stream.send_headers(head)
     await stream.send_data(body, end_stream=True)

@@ -15,6 +15,8 @@ Controls, per request, as headers or as a ``"standin"`` object in the JSON body 
 - ``x-standin-status`` / ``status``: answer this status with an OpenAI-shaped error
 - ``x-standin-fail-after`` / ``fail_after``: cut the connection after N content chunks
 - ``x-standin-timestamps`` / ``timestamps``: each content piece reads ``w<i>@t=<monotonic ns> ``
+- ``piece_bytes`` (body only): each content piece padded with ``x`` to this many characters
+- ``head_delay_ms`` (body only): delay before the response head (a model that never answers)
 - ``reply`` (body only): the answer's text, one chunk per space-separated word
 
 Every request is recorded (headers, JSON body or size, times, status, usage sent, whether the client

@@ -252,6 +252,7 @@ class StandinLLM:
             )
         model = self._check_model(body)
         record.model = model
+        await self._sleep_ms(controls.head_delay_ms)
         return body, controls, model
 
     @staticmethod

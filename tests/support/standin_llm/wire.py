@@ -125,6 +125,8 @@ class Controls:
     fail_after: int | None = None
     timestamps: bool = False
     reply: str | None = None
+    piece_bytes: int = 0
+    head_delay_ms: float = 0.0
 
     _HEADERS = (
         ("chunks", "x-standin-chunks", int),
@@ -146,7 +148,12 @@ class Controls:
         return Controls(**values)
 
     def piece(self, i: int) -> str:
-        """Content piece ``i`` of the answer (its trailing space included, but the last's)."""
+        """Content piece ``i`` of the answer (its trailing space included, but the last's),
+        padded with ``x`` to ``piece_bytes`` when that is set (large answers, few chunks)."""
+        text = self._piece_text(i)
+        return text + "x" * (self.piece_bytes - len(text)) if self.piece_bytes else text
+
+    def _piece_text(self, i: int) -> str:
         if self.reply is not None:
             words = self.reply.split(" ")
             return words[i] + (" " if i < len(words) - 1 else "")
