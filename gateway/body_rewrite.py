@@ -6,9 +6,11 @@ on the client's bytes when the result is certain to be the same JSON, and by re-
 when it is not:
 
 - ``model`` renamed: the client's ``"model":"<alias>"`` (either separator, ``/`` escaped or not)
-  is replaced when it occurs exactly once. Inside a JSON string a quote is always escaped, so a
-  single occurrence can only be the top-level member that was parsed; two (a nested object with
-  the same pair) or none (another escaping) fall back to re-encoding.
+  is replaced when it occurs exactly once *and* the key ``"model"``, however it is spelt
+  (``\u006d``...), occurs only once in the whole body. Inside a JSON string a quote is always
+  escaped, so that one key is the top-level member that was parsed, and the one pair is its own;
+  anything else (a nested object with a ``model``, a key written with escapes or a space before
+  the colon) falls back to re-encoding.
 - ``stream_options.include_usage`` added to a stream that did not ask (so tokens can be charged):
   when the body has no ``stream_options``, the member is inserted right after the opening brace.
 
@@ -19,6 +21,7 @@ A body that must be re-encoded but holds a string UTF-8 cannot carry (a lone sur
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from gateway.errors import InvalidRequestError
@@ -28,6 +31,10 @@ from gateway.sse import model_replacements
 USAGE_OPTION_ROUTES: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
 _USAGE_MEMBER: Final = b'"stream_options":{"include_usage":true},'
 _JSON_SPACE: Final = b" \t\r\n"
+#: the JSON string "model" in any spelling (each letter plain or as a \u escape)
+_MODEL_KEY: Final = re.compile(
+    rb'"(?:m|\\u006[dD])(?:o|\\u006[fF])(?:d|\\u0064)(?:e|\\u0065)(?:l|\\u006[cC])"'
+)
 Json = dict[str, Any]
 
 
@@ -62,6 +69,8 @@ def rename_model(raw: bytes, alias: str, upstream_model: str) -> bytes | None:
     found = [(old, new) for old, new in pairs if old in raw]
     if len(found) != 1 or raw.count(found[0][0]) != 1:
         return None
+    if len(_MODEL_KEY.findall(raw)) != 1:
+        return None  # another "model" key (nested, or the top one spelt differently)
     old, new = found[0]
     return raw.replace(old, new, 1)
 
