@@ -31,7 +31,14 @@ from hyperframe.frame import DataFrame, GoAwayFrame
 from tunnel.h2stream import Stream
 from tunnel.stream import SecureStream
 
-__all__ = ["RequestHandler", "Session", "SessionSettings", "Stream", "describe_error"]
+__all__ = [
+    "RequestHandler",
+    "Session",
+    "SessionSettings",
+    "Stream",
+    "WindowState",
+    "describe_error",
+]
 
 log = logging.getLogger("tunnel.session")
 
@@ -50,6 +57,21 @@ class SessionSettings:
     stream_window: int = 4 * 1024 * 1024
     connection_window: int = 16 * 1024 * 1024
     max_frame_size: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """The connection-level flow-control windows of one session (RFC 9113 6.9), in bytes."""
+
+    inbound: int  # what the peer may still send us before our next WINDOW_UPDATE
+    inbound_held: int  # received and not given back yet: unread, or lost (a leak)
+    inbound_full: int  # the connection window we advertise
+    outbound: int  # what we may still send before the peer's next WINDOW_UPDATE
+
+    @property
+    def full(self) -> bool:
+        """Nothing received is held: every byte the peer sent was given back (or is owed)."""
+        return self.inbound_held == 0
 
 
 class _ResetStreams(SizeLimitDict):
@@ -216,6 +238,17 @@ class Session:
             "h2_streams": len(self.conn.streams),
             "h2_reset": len(self.conn._closed_streams),
         }
+
+    def window_state(self) -> WindowState:
+        """The connection windows both ways (for leak checks, the stall watchdog, metrics)."""
+        manager = self.conn._inbound_flow_control_window_manager
+        current, full = manager.current_window_size, manager.max_window_size
+        return WindowState(
+            inbound=current,
+            inbound_held=full - current - manager._bytes_processed,
+            inbound_full=full,
+            outbound=self.conn.outbound_flow_control_window,
+        )
 
     @property
     def alive(self) -> bool:
