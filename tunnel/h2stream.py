@@ -2,7 +2,9 @@
 body, and sending under the peer's window.
 
 Received DATA is acknowledged (flow control) only when the consumer takes it, so a stream buffers
-at most its window. ``send_now`` queues a whole small message at once (no task, no wait), so a
+at most its window; whatever is still unread when the stream ends is given back then, by
+:meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
+failure), so that no ending shrinks the connection window for good. ``send_now`` queues a whole small message at once (no task, no wait), so a
 request's HEADERS and DATA leave in one write and the peer sees the body complete.
 """
 
@@ -48,8 +50,7 @@ class Stream:
         if not self.remote_closed or self.error is not None:
             return None
         body = b"".join(chunk for chunk, _ in self._chunks)
-        while self._chunks:
-            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        self._give_back()
         return body
 
     @property
@@ -81,21 +82,27 @@ class Stream:
             self.handler.cancel()
 
     def fail(self, message: str) -> None:
-        """The whole session ended."""
+        """The whole session ended (giving back is moot then, but goes the same way)."""
         if self.error is None:
             self.error = StreamResetError(message, self.stream_id)
         self.local_closed = self.remote_closed = True
-        self._chunks.clear()
+        self._give_back()
         for event in (self._readable, self._head, self._window):
             event.set()
 
     def window_opened(self) -> None:
         self._window.set()
 
+    def _give_back(self) -> None:
+        """Acknowledge every byte still buffered (RFC 9113 6.9: DATA counts against the
+        connection window until acknowledged, read or not)."""
+        size = sum(flow for _, flow in self._chunks)
+        self._chunks.clear()
+        self.session.ack(self.stream_id, size)
+
     def _close_both(self) -> None:
         self.local_closed = self.remote_closed = True
-        while self._chunks:
-            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        self._give_back()
         for event in (self._readable, self._head, self._window):
             event.set()
         self.session.release(self)
@@ -194,8 +201,10 @@ class Stream:
         await self.send_data(b"", end_stream=True)
 
     def reset(self, code: int = ErrorCodes.CANCEL) -> None:
-        """RST_STREAM unless the stream already finished both ways."""
+        """RST_STREAM unless the stream already finished both ways; either way, what was
+        received and not read is given back to the connection window."""
         if self.finished:
+            self._give_back()  # ended both ways, maybe with an answer nobody read
             return
         if self.session.alive:
             with contextlib.suppress(h2.exceptions.H2Error):
