@@ -37,6 +37,7 @@ class Stream:
         self.local_closed = False
         self.remote_closed = False
         self.error: StreamResetError | None = None
+        self.waiting_for_window = False  # in send_data, for the peer's window (stall watchdog)
         self._chunks: deque[tuple[bytes, int]] = deque()
         self._readable = asyncio.Event()
         self._head = asyncio.Event()
@@ -162,7 +163,11 @@ class Stream:
                 room = min(room, conn.max_outbound_frame_size)
                 if room <= 0 and view:
                     self._window.clear()
-                    await self._window.wait()
+                    self.waiting_for_window = True
+                    try:
+                        await self._window.wait()
+                    finally:
+                        self.waiting_for_window = False
                     continue
                 last = room == len(view)
                 chunk = data if room == len(data) else bytes(view[:room])

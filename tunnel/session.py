@@ -29,6 +29,7 @@ from h2.utilities import SizeLimitDict
 from hyperframe.frame import DataFrame, GoAwayFrame
 
 from tunnel.h2stream import Stream
+from tunnel.stall import StallWatch, WindowSample
 from tunnel.stream import SecureStream
 
 __all__ = [
@@ -57,6 +58,12 @@ class SessionSettings:
     stream_window: int = 4 * 1024 * 1024
     connection_window: int = 16 * 1024 * 1024
     max_frame_size: int = 1024 * 1024
+    #: A connection window used up this long with nothing given back (or no WINDOW_UPDATE
+    #: while streams wait to send) ends the tunnel: see tunnel/stall.py.
+    stall_timeout_s: float = 30.0
+    #: How often the windows are looked at: the stall check, and a WINDOW_UPDATE for what was
+    #: given back but not announced yet (h2 waits for half the window before it tells the peer).
+    window_check_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,26 @@ class _Connection(h2.connection.H2Connection):
         event.additional_data = frame.additional_data or None
         return [], [event]
 
+    def window_state(self) -> WindowState:
+        manager = self._inbound_flow_control_window_manager
+        current, full = manager.current_window_size, manager.max_window_size
+        return WindowState(
+            inbound=current,
+            inbound_held=full - current - manager._bytes_processed,
+            inbound_full=full,
+            outbound=self.outbound_flow_control_window,
+        )
+
+    def announce_given_back(self) -> int:
+        """A connection WINDOW_UPDATE now for the bytes acknowledged but not announced yet
+        (h2's manager holds them back until half the window is used); returns how many."""
+        manager = self._inbound_flow_control_window_manager
+        pending = manager._bytes_processed
+        if pending:
+            manager._bytes_processed = 0
+            self.increment_flow_control_window(pending)
+        return pending
+
     def send_goaway(self, error_code: int = 0, additional_data: bytes = b"") -> None:
         frame = GoAwayFrame(
             stream_id=0,
@@ -158,7 +185,8 @@ def _new_connection(client_side: bool, settings: SessionSettings) -> _Connection
     # ...except the frame size: h2 sizes its frame parser before it reads the ACK that arrives
     # in the same read as the first big frame; accepting big frames from the start is harmless.
     conn.max_inbound_frame_size = settings.max_frame_size
-    conn.increment_flow_control_window(settings.connection_window - 65535)
+    if settings.connection_window > 65535:  # the RFC's initial connection window
+        conn.increment_flow_control_window(settings.connection_window - 65535)
     return conn
 
 
@@ -192,16 +220,25 @@ class Session:
         settings: SessionSettings,
         on_request: RequestHandler | None = None,
         on_goaway: Callable[[], None] | None = None,
+        on_stall: Callable[[str], None] | None = None,
+        name: str = "tunnel",
     ) -> None:
         self.stream = stream
+        self.name = name
         self.settings = settings
         self.conn = _new_connection(client_side, settings)
         self.peer_name = "the connector" if client_side else "the gateway"
         self.closed_reason: str | None = None
         self.draining = False
         self.peer_goaway_data = b""
+        #: Why the connection window stalled (then the session is being replaced), or None.
+        self.stalled: str | None = None
         self._on_request = on_request
         self._on_goaway = on_goaway
+        self._on_stall = on_stall
+        self._stall_watch = StallWatch(settings.stall_timeout_s)
+        self._given_back = 0
+        self._window_updates = 0
         self._streams: dict[int, Stream] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._want_write = asyncio.Event()
@@ -241,14 +278,7 @@ class Session:
 
     def window_state(self) -> WindowState:
         """The connection windows both ways (for leak checks, the stall watchdog, metrics)."""
-        manager = self.conn._inbound_flow_control_window_manager
-        current, full = manager.current_window_size, manager.max_window_size
-        return WindowState(
-            inbound=current,
-            inbound_held=full - current - manager._bytes_processed,
-            inbound_full=full,
-            outbound=self.conn.outbound_flow_control_window,
-        )
+        return self.conn.window_state()
 
     @property
     def alive(self) -> bool:
@@ -287,6 +317,7 @@ class Session:
     def ack(self, stream_id: int, nbytes: int) -> None:
         if nbytes and self.alive:
             self.conn.acknowledge_received_data(nbytes, stream_id)
+            self._given_back += nbytes
             self.wake_writer()
 
     def release(self, stream: Stream) -> None:
@@ -318,6 +349,7 @@ class Session:
             asyncio.create_task(self._guard(self._read_loop(), "read")),
             asyncio.create_task(self._guard(self._write_loop(), "write")),
             asyncio.create_task(self._guard(self._ping_loop(), "ping")),
+            asyncio.create_task(self._guard(self._window_loop(), "window")),
         ]
         try:
             await self._done.wait()
@@ -453,6 +485,39 @@ class Session:
                     async with asyncio.timeout(remaining):
                         await self._ping_ack.wait()
 
+    async def _window_loop(self) -> None:
+        while self.alive:
+            await asyncio.sleep(self.settings.window_check_s)
+            if self.conn.announce_given_back():
+                self.wake_writer()
+            reason = self._stall_watch.check(self._window_sample())
+            if reason is not None:
+                await self._replace_stalled(reason)
+                return
+
+    def _window_sample(self) -> WindowSample:
+        state = self.conn.window_state()
+        return WindowSample(
+            now=time.monotonic(),
+            inbound=state.inbound,
+            given_back=self._given_back,
+            outbound=state.outbound,
+            senders_waiting=any(s.waiting_for_window for s in self._streams.values()),
+            window_updates=self._window_updates,
+        )
+
+    async def _replace_stalled(self, reason: str) -> None:
+        """GOAWAY with an error code (the peer ends the tunnel at once; a connector redials),
+        then close: a tunnel whose window is gone carries no body, even though PINGs pass."""
+        self.stalled = reason
+        log.warning("%s: the HTTP/2 connection window stalled (%s); closing it", self.name, reason)
+        if self._on_stall is not None:
+            self._on_stall(reason)
+        ours = reason.startswith("inbound")
+        code = ErrorCodes.INTERNAL_ERROR if ours else ErrorCodes.FLOW_CONTROL_ERROR
+        self.goaway(code, "connection window stalled")
+        await self.close(f"the connection window stalled ({reason})")
+
     # ----------------------------------------------------------------- events
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):
@@ -470,6 +535,8 @@ class Session:
         elif isinstance(event, h2.events.StreamReset):
             self._on_reset(event)
         elif isinstance(event, h2.events.WindowUpdated):
+            if not event.stream_id:
+                self._window_updates += 1
             self._on_window(event.stream_id or 0)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self._on_window(0)
