@@ -23,7 +23,13 @@ from h2.errors import ErrorCodes
 from tunnel.api import PoolStatus, TunnelInfo
 from tunnel.config import ListenerConfig
 from tunnel.crl import CrlWatcher
-from tunnel.errors import HandshakeError, NoTunnelError, StreamResetError, TunnelError
+from tunnel.errors import (
+    BadAnswerError,
+    HandshakeError,
+    NoTunnelError,
+    StreamResetError,
+    TunnelError,
+)
 from tunnel.headers import filter_headers
 from tunnel.memtls import MemoryTLSStream
 from tunnel.plainstream import TcpByteStream
@@ -59,6 +65,14 @@ async def _refuse(stream: SecureStream, reason: str) -> None:
 
 
 HELLO_PATH = "/_tunnel/v1/hello"
+
+
+def response_status(head: list[tuple[str, str]], stream_id: int) -> int:
+    """The answer's ``:status``: three digits, 100-599 (RFC 9110 15), else BadAnswerError."""
+    text = dict(head).get(":status", "")
+    if len(text) != 3 or not text.isascii() or not text.isdigit() or not 100 <= int(text) <= 599:
+        raise BadAnswerError(f"the connector answered with a bad :status {text!r}", stream_id)
+    return int(text)
 
 
 def request_head(method: str, authority: str, path: str) -> list[tuple[str, str]]:
@@ -139,6 +153,12 @@ async def _pump(stream: Stream, body: AsyncIterable[bytes] | bytes) -> None:
         await stream.end()
 
 
+def _abandon(stream: Stream, sender: asyncio.Task[None] | None, code: int) -> None:
+    stream.reset(code)
+    if sender is not None:
+        sender.cancel()
+
+
 class Pool:
     """``TunnelPool``: each new stream goes to the usable tunnel with the fewest active streams."""
 
@@ -205,12 +225,13 @@ class Pool:
             sender = asyncio.create_task(_pump(stream, body))
         try:
             response_head = await stream.response_head()
-        except BaseException:
-            stream.reset(ErrorCodes.CANCEL)
-            if sender is not None:
-                sender.cancel()
+            status = response_status(response_head, stream.stream_id)
+        except BadAnswerError:
+            _abandon(stream, sender, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1: malformed
             raise
-        status = int(dict(response_head).get(":status", "502"))
+        except BaseException:
+            _abandon(stream, sender, ErrorCodes.CANCEL)
+            raise
         return _Response(status, filter_headers(response_head), stream, sender)
 
 
