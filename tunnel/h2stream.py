@@ -4,8 +4,9 @@ body, and sending under the peer's window.
 Received DATA is acknowledged (flow control) only when the consumer takes it, so a stream buffers
 at most its window; whatever is still unread when the stream ends is given back then, by
 :meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
-failure), so that no ending shrinks the connection window for good. ``send_now`` queues a whole small message at once (no task, no wait), so a
-request's HEADERS and DATA leave in one write and the peer sees the body complete.
+failure), so that no ending shrinks the connection window for good. ``send_now`` queues a whole
+small message at once (no task, no wait), so a request's HEADERS and DATA leave in one write and
+the peer sees the body complete.
 """
 
 from __future__ import annotations

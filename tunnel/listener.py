@@ -98,9 +98,15 @@ class Tunnel:
         self.draining = True
 
     def usable_for(self, upstream: str) -> bool:
-        return not self.draining and upstream in self.upstreams and self.session.can_open()
+        return (
+            not self.draining
+            and self.session.stalled is None
+            and upstream in self.upstreams
+            and self.session.can_open()
+        )
 
     def info(self, now: float) -> TunnelInfo:
+        windows = self.session.window_state()
         return TunnelInfo(
             connector=self.peer.common_name,
             tunnel_id=self.tunnel_id,
@@ -110,6 +116,10 @@ class Tunnel:
             active_streams=self.session.active_streams,
             draining=self.draining or self.session.draining,
             connected_s=now - self.started,
+            stalled=self.session.stalled,
+            inbound_window=windows.inbound,
+            inbound_held=windows.inbound_held,
+            outbound_window=windows.outbound,
         )
 
 
@@ -165,12 +175,18 @@ class Pool:
     def __init__(self) -> None:
         self._tunnels: dict[str, Tunnel] = {}
         self._turn = itertools.count()
+        self.stalls_total = 0  # tunnels the stall watchdog closed
 
     def add(self, tunnel: Tunnel) -> None:
         self._tunnels[tunnel.tunnel_id] = tunnel
 
     def remove(self, tunnel: Tunnel) -> None:
         self._tunnels.pop(tunnel.tunnel_id, None)
+
+    def stalled(self, tunnel: Tunnel) -> None:
+        """The tunnel's connection window stalled: count it; it is closing (and no longer
+        picked, see ``Tunnel.usable_for``)."""
+        self.stalls_total += 1
 
     def pick(self, upstream: str) -> Tunnel:
         """The usable tunnel with the fewest active streams; ties taken in turn, so that idle
@@ -185,7 +201,7 @@ class Pool:
     def status(self) -> PoolStatus:
         now = time.monotonic()
         live = (t for t in self._tunnels.values() if t.session.alive)
-        return PoolStatus(tuple(t.info(now) for t in live))
+        return PoolStatus(tuple(t.info(now) for t in live), self.stalls_total)
 
     async def request(
         self,
@@ -238,7 +254,8 @@ class Pool:
 class Listener:
     """Accepts tunnels on ``cfg.listen`` (mutual TLS) and from other carriers."""
 
-    def __init__(self, cfg: ListenerConfig) -> None:
+    def __init__(self, cfg: ListenerConfig, *, settings: SessionSettings | None = None) -> None:
+        """``settings`` replaces the HTTP/2 settings made from ``cfg`` (tests, benchmarks)."""
         self.cfg = cfg
         self._pool = Pool()
         self._crl = CrlWatcher(cfg.crl, cfg.ca)
@@ -249,7 +266,7 @@ class Listener:
         self._crl_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._closing = False
-        self._settings = SessionSettings(
+        self._settings = settings or SessionSettings(
             ping_interval_s=cfg.ping_interval_s, ping_timeout_s=cfg.ping_timeout_s
         )
 
@@ -270,6 +287,10 @@ class Listener:
 
     def status(self) -> PoolStatus:
         return self._pool.status()
+
+    def sessions(self) -> tuple[Session, ...]:
+        """The HTTP/2 sessions of the tunnels up now (for window checks)."""
+        return tuple(t.session for t in self._live.values())
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_tcp, self.cfg.host, self.cfg.port)
@@ -325,7 +346,12 @@ class Listener:
         tunnel_id = f"{peer.common_name}#{next(self._ids)}"
         tunnel = Tunnel(tunnel_id, peer, carrier, remote, time.monotonic())
         session = Session(
-            stream, client_side=True, settings=self._settings, on_goaway=tunnel.peer_draining
+            stream,
+            client_side=True,
+            settings=self._settings,
+            on_goaway=tunnel.peer_draining,
+            on_stall=lambda _reason: self._pool.stalled(tunnel),
+            name=f"tunnel {tunnel_id}",
         )
         tunnel.session = session
         self._live[tunnel_id] = tunnel

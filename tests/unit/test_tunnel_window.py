@@ -71,7 +71,7 @@ async def test_a_request_body_never_read_gives_its_bytes_back_when_the_handler_e
 
 async def test_a_stream_reset_by_the_peer_gives_back_what_it_held() -> None:
     async def reset_after_body(stream: Stream) -> None:
-        await until(lambda: stream.has_data(), "a first chunk")
+        await until(stream.has_data, "a first chunk")
         stream.reset()
 
     async with pair(reset_after_body) as (client, server):
@@ -136,7 +136,9 @@ async def test_a_peer_that_never_gives_credit_back_gets_its_tunnel_closed() -> N
     client = Session(
         MemoryStream(a, b), client_side=True, settings=TINY, on_stall=stalls.append, name="t#1"
     )
-    server = Session(MemoryStream(b, a), client_side=False, settings=PATIENT, on_request=never_reads)
+    server = Session(
+        MemoryStream(b, a), client_side=False, settings=PATIENT, on_request=never_reads
+    )
     runs = [asyncio.create_task(client.run()), asyncio.create_task(server.run())]
     try:
         stream = client.open_stream(HEAD, end_stream=False)
