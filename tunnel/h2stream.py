@@ -83,6 +83,14 @@ class Stream:
         if self.handler is not None:
             self.handler.cancel()
 
+    def on_stop_sending(self) -> None:
+        """RST_STREAM(NO_ERROR) after a complete answer (RFC 9113 8.1): the peer wants no more of
+        the request body, and the answer must not be discarded; it stays readable (and what is
+        not read is given back when the stream is reset or closed)."""
+        self.local_closed = True
+        self._window.set()
+        self._maybe_release()
+
     def fail(self, message: str) -> None:
         """The whole session ended (giving back is moot then, but goes the same way)."""
         if self.error is None:

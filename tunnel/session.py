@@ -583,6 +583,9 @@ class Session:
         if stream is None:
             return
         code = event.error_code
+        if code == ErrorCodes.NO_ERROR and stream.remote_closed and self.conn.config.client_side:
+            stream.on_stop_sending()
+            return
         name = code.name if isinstance(code, ErrorCodes) else str(code)
         stream.on_reset(f"the peer reset the stream ({name})", refused=name == "REFUSED_STREAM")
 

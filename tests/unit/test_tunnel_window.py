@@ -219,3 +219,23 @@ def test_the_watch_names_a_stall_only_once_it_lasts_without_progress() -> None:
     assert watch.check(sample(41.0, outbound=0, senders_waiting=True, window_updates=1)) is None
     late = watch.check(sample(51.5, outbound=0, senders_waiting=True, window_updates=1))
     assert (late or "").startswith("outbound")
+
+
+async def test_an_answer_complete_before_the_request_body_is_still_read_whole() -> None:
+    # RFC 9113 8.1: RST_STREAM(NO_ERROR) after a complete answer only stops the request body.
+    async def refuse_at_once(stream: Stream) -> None:
+        await stream.send_headers([(":status", "413")])
+        await stream.send_data(b'{"error": "too large"}', end_stream=True)
+
+    async with pair(refuse_at_once) as (client, server):
+        stream = client.open_stream(HEAD, end_stream=False)
+        sender = asyncio.create_task(stream.send_data(b"x" * (12 * 1024 * 1024), end_stream=True))
+        assert dict(await stream.response_head())[":status"] == "413"
+        await until(lambda: stream.error is not None or stream.local_closed, "the reset")
+        assert await read_all(stream) == b'{"error": "too large"}'
+        with pytest.raises(StreamResetError):
+            await sender  # the rest of the body is not sent
+        await until(lambda: server.active_streams == 0 == client.active_streams, "both ends")
+        await asyncio.sleep(0.01)
+        assert held(client) == 0
+        assert held(server) == 0
