@@ -72,11 +72,16 @@ class TunnelCollector(Collector):
             "(the connector may still send), held (received, not given back), outbound",
             labels=["tunnel", "window"],
         )
+        streams = GaugeMetricFamily(
+            "gateway_tunnel_streams", "Open HTTP/2 streams of each live tunnel", labels=["tunnel"]
+        )
         for t in status.tunnels:
             windows.add_metric([t.tunnel_id, "inbound"], t.inbound_window)
             windows.add_metric([t.tunnel_id, "held"], t.inbound_held)
             windows.add_metric([t.tunnel_id, "outbound"], t.outbound_window)
+            streams.add_metric([t.tunnel_id], t.active_streams)
         yield windows
+        yield streams
 
 
 class GatewayMetrics:

@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
@@ -123,6 +124,16 @@ class Tunnel:
         )
 
 
+def _dropped(stream: Stream, sender: asyncio.Task[None] | None) -> None:
+    """A response was dropped without ``aclose`` (a consumer's bug, e.g. an answer generator
+    that never started because its client had gone): its stream still gives back what it
+    holds, or the connection window would shrink for good."""
+    log.debug("stream %d: the response was dropped unclosed; resetting it", stream.stream_id)
+    stream.reset(ErrorCodes.CANCEL)
+    if sender is not None and not sender.done():
+        sender.cancel()
+
+
 class _Response:
     """``TunnelResponse``: the head, then the body as DATA frames arrive."""
 
@@ -137,6 +148,8 @@ class _Response:
         self.headers = headers
         self._stream = stream
         self._sender = sender
+        self._finalizer = weakref.finalize(self, _dropped, stream, sender)
+        self._finalizer.atexit = False  # at exit the loop (and the tunnel) are gone
 
     async def read(self) -> bytes:
         return await self._stream.read()
@@ -146,6 +159,7 @@ class _Response:
             yield chunk
 
     async def aclose(self) -> None:
+        self._finalizer.detach()
         self._stream.reset(ErrorCodes.CANCEL)
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()

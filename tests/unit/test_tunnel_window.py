@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import replace
 
 import pytest
 
+from tests.unit.test_tunnel_bad_answer import pool_over
 from tests.unit.test_tunnel_session import FAST, HEAD, MemoryStream, Pipe, pair, read_all
 from tunnel.errors import StreamResetError
 from tunnel.session import Session, SessionSettings, Stream
@@ -239,3 +241,18 @@ async def test_an_answer_complete_before_the_request_body_is_still_read_whole() 
         await asyncio.sleep(0.01)
         assert held(client) == 0
         assert held(server) == 0
+
+
+async def test_a_response_dropped_without_aclose_still_gives_its_bytes_back() -> None:
+    # The gateway's answer generator may never start (its client went away first): the
+    # response object is dropped unclosed, with the whole answer unread in its stream.
+    async with pair(answer_big) as (client, _server):
+        pool = pool_over(client)
+        for _ in range(3):
+            response = await pool.request("up", "GET", "/v1/models", [], b"")
+            stream = response._stream  # type: ignore[attr-defined]
+            await until(lambda s=stream: s.remote_closed, "the whole answer")  # type: ignore[misc]
+            del response, stream
+            gc.collect()
+        assert client.active_streams == 0
+        assert held(client) == 0
