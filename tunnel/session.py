@@ -488,8 +488,9 @@ class Session:
     async def _window_loop(self) -> None:
         while self.alive:
             await asyncio.sleep(self.settings.window_check_s)
-            if self.conn.announce_given_back():
-                self.wake_writer()
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # h2 closed: ending anyway
+                if self.conn.announce_given_back():
+                    self.wake_writer()
             reason = self._stall_watch.check(self._window_sample())
             if reason is not None:
                 await self._replace_stalled(reason)
@@ -549,8 +550,8 @@ class Session:
         sid = event.stream_id or 0
         size = event.flow_controlled_length or 0
         stream = self._streams.get(sid)
-        if stream is None:
-            self.conn.acknowledge_received_data(size, sid)
+        if stream is None:  # released already (ended both ways): nobody will read it
+            self.ack(sid, size)
             return
         stream.on_data(event.data or b"", size)
 
