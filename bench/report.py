@@ -80,6 +80,18 @@ ROWS: tuple[Row, ...] = (
     Row("g", "connector_rss_mid_mb", "(g) connector RSS middle MiB", 1, False),
     Row("g", "connector_rss_end_mb", "(g) connector RSS end MiB", 1, False),
     Row("g", "connector_rss_growth_pct", "(g) connector RSS growth %", 1, False),
+    Row("h", "requests", "(h) cancel soak requests", 0, False),
+    Row("h", "cancelled", "(h) cancelled requests", 0, False),
+    Row("h", "failed", "(h) failed (not cancelled)", 0, False),
+    Row("h", "stalls", "(h) tunnel stalls", 0, False),
+    Row("h", "gateway_window_in", "(h) gateway recv window B", 0, False),
+    Row("h", "gateway_held_bytes", "(h) gateway held B", 0, False),
+    Row("h", "connector_window_in", "(h) connector recv window B", 0, False),
+    Row("h", "windows_full", "(h) windows full (1 = yes)", 0, False),
+    Row("h", "front_rss_start_mb", "(h) server RSS start MiB", 1, False),
+    Row("h", "front_rss_end_mb", "(h) server RSS end MiB", 1, False),
+    Row("h", "connector_rss_start_mb", "(h) connector RSS start MiB", 1, False),
+    Row("h", "connector_rss_end_mb", "(h) connector RSS end MiB", 1, False),
 )
 
 

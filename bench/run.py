@@ -1,7 +1,8 @@
 """``make bench``: start everything, run every workload on every path, report, stop everything.
 
 Environment: ``BENCH_QUICK=1`` (a tiny workload, for ``make test``), ``BENCH_SOAK_S`` (soak
-length, default 120), ``PROFILE=1`` (py-spy profiles of gateway and connector under (b)).
+length, default 120), ``BENCH_CANCEL_SOAK_S`` (the cancel-heavy soak (h), default 120; 600 for
+the 10-minute version), ``PROFILE=1`` (py-spy profiles of gateway and connector under (b)).
 Flags: ``--results-dir`` (default bench/results), ``--docs`` (default docs/performance.md on a
 full run, nothing on a quick one), ``--no-docs``.
 """
@@ -24,7 +25,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench import app_cost, h2_cost, limits, report, targets, tunnel_bulk, workloads
+from bench import app_cost, cancel_soak, h2_cost, limits, report, targets, tunnel_bulk, workloads
 from bench.profiling import Profiler
 from bench.stack import DIRECT, FLOOR, GATEWAY, PATHS, SQUID, WEBSOCKET, Stack
 from bench.workloads import Plan
@@ -39,6 +40,9 @@ def plan_from_env(environ: dict[str, str]) -> tuple[Plan, bool]:
     soak = environ.get("BENCH_SOAK_S", "")
     if soak:
         plan = replace(plan, soak_s=float(soak))
+    cancel = environ.get("BENCH_CANCEL_SOAK_S", "")
+    if cancel:
+        plan = replace(plan, cancel_soak_s=float(cancel))
     return plan, quick
 
 
@@ -83,6 +87,13 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     _say(f"(g) soak {plan.soak_s:g} s on the gateway path")
     soak_path = GATEWAY if GATEWAY in stack.endpoints else FLOOR
     figures["g"] = {soak_path: await workloads.soak(stack.endpoints[soak_path], plan, stack)}
+    if GATEWAY in stack.endpoints:
+        _say(f"(h) cancel-heavy soak {plan.cancel_soak_s:g} s on the gateway path")
+        figures["h"] = {
+            GATEWAY: await cancel_soak.cancel_soak(
+                stack.endpoints[GATEWAY], stack, plan.cancel_soak_s, plan.cancel_concurrency
+            )
+        }
     _say("h2 library cost per exchange (in-process, no sockets)")
     figures["h2"] = h2_cost.measure(3000)
     _say("the gateway's own request handling (in-process ASGI, stand-in tunnel)")
@@ -128,6 +139,11 @@ NOTES = {
     "Not measured over the WebSocket carrier.",
     "g": "soak load: small chats and 20-chunk streams alternating, closed loop, measured after a "
     "65 s warm-up (one 60 s rate-limit window: the limiter keeps an entry per request for 60 s).",
+    "h": "IDE-like load (80% streamed, 10% ~1 MB prompts, 10% long answers), closed loop; half "
+    "the requests abandoned at a random point (before the head, mid-body, after the end "
+    "unread). At the end, nothing in flight: the gateway's connection windows from /metrics "
+    "(the connector's receive window read as the gateway's outbound window) and both RSS; "
+    "'windows full' = 1 when both are back at 16 MiB with nothing held.",
     "e": "server = the gateway on gateway paths, the bench upstream on direct, the floor app "
     "on floor; peak RSS and mean CPU (100% = one core) while the streams are open.",
 }

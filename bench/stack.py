@@ -126,6 +126,7 @@ class Stack:
     upstream_url: str = ""
     tunnel_port: int = 0
     api_port: int = 0
+    admin_port: int = 0  # the gateway's /metrics
 
     @property
     def pki(self) -> Path:
@@ -202,9 +203,9 @@ class Stack:
 
     async def _start_gateway(self) -> str:
         script_path("gateway")  # FileNotFoundError when the package is not installed
-        self.api_port, admin, self.tunnel_port = free_port(), free_port(), free_port()
+        self.api_port, self.admin_port, self.tunnel_port = free_port(), free_port(), free_port()
         config = self.work / "gateway.toml"
-        config.write_text(gateway_toml(self.api_port, admin, self.tunnel_port))
+        config.write_text(gateway_toml(self.api_port, self.admin_port, self.tunnel_port))
         created = await asyncio.to_thread(
             run_command, "gateway", "keys", "create", "bench", "--rpm", "1000000",
             "--tpm", "1000000000", "--concurrency", "1000", "-c", str(config), cwd=self.work,

@@ -113,6 +113,16 @@ TARGETS: tuple[Target, ...] = (
         "g.failed", "zero failed requests in the soak", "g", "failed", "<=", 0.0, paths=SOAK_PATHS
     ),
     Target(
+        "h.windows",
+        "both connection windows full after the cancel soak",
+        "h",
+        "windows_full",
+        ">=",
+        1.0,
+        paths=SOAK_PATHS,
+    ),
+    Target("h.stalls", "no tunnel stall in the cancel soak", "h", "stalls", "<=", 0.0, SOAK_PATHS),
+    Target(
         "ws.rps",
         "websocket keeps at least 70% of gateway's requests/s",
         "b64",

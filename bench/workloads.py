@@ -41,12 +41,16 @@ class Plan:
     # one entry per request for 60 s, so the gateway's state only reaches steady size after it
     soak_warmup_s: float = 65.0
     soak_concurrency: int = 8
+    # (h) the cancel-heavy soak (BENCH_CANCEL_SOAK_S; 600 for the 10-minute version)
+    cancel_soak_s: float = 120.0
+    cancel_concurrency: int = 16
 
 
 QUICK = Plan(
     seq_count=20, load_s=0.5, load_warmup_s=0.2, stream_count=3, stream_chunks=50,
     paced_concurrency=2, paced_rounds=1, paced_chunks=10, held_streams=10, held_s=1.0,
     bulk_bytes=2_000_000, soak_s=2.0, soak_warmup_s=0.5, soak_concurrency=2,
+    cancel_soak_s=2.0, cancel_concurrency=4,
 )  # fmt: skip
 
 

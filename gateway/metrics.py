@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tunnel.api import TunnelPool
 
@@ -49,6 +52,38 @@ class RequestRecord:
     ttfb_s: float | None
 
 
+class TunnelCollector(Collector):
+    """Read from the pool at scrape time: the stall watchdog's count, and each live tunnel's
+    connection windows (labelled by tunnel, so only the tunnels up now appear)."""
+
+    def __init__(self, pool: TunnelPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._pool.status()
+        yield CounterMetricFamily(
+            "gateway_tunnel_stalls",
+            "Tunnels closed because their HTTP/2 connection window stalled",
+            value=status.stalls_total,
+        )
+        windows = GaugeMetricFamily(
+            "gateway_tunnel_window_bytes",
+            "HTTP/2 connection windows of each live tunnel, seen from the gateway: inbound "
+            "(the connector may still send), held (received, not given back), outbound",
+            labels=["tunnel", "window"],
+        )
+        streams = GaugeMetricFamily(
+            "gateway_tunnel_streams", "Open HTTP/2 streams of each live tunnel", labels=["tunnel"]
+        )
+        for t in status.tunnels:
+            windows.add_metric([t.tunnel_id, "inbound"], t.inbound_window)
+            windows.add_metric([t.tunnel_id, "held"], t.inbound_held)
+            windows.add_metric([t.tunnel_id, "outbound"], t.outbound_window)
+            streams.add_metric([t.tunnel_id], t.active_streams)
+        yield windows
+        yield streams
+
+
 class GatewayMetrics:
     """The gateway's metrics; :meth:`render` is what ``/metrics`` answers."""
 
@@ -88,10 +123,14 @@ class GatewayMetrics:
             self.watch_pool(pool)
 
     def watch_pool(self, pool: TunnelPool) -> None:
-        """``gateway_tunnels_up`` is read from the pool at scrape time."""
+        """``gateway_tunnels_up``, the stall count and the windows are read from the pool at
+        scrape time."""
         self.tunnels_up.set_function(
-            lambda: float(sum(1 for t in pool.status().tunnels if not t.draining))
+            lambda: float(
+                sum(1 for t in pool.status().tunnels if not t.draining and t.stalled is None)
+            )
         )
+        self.registry.register(TunnelCollector(pool))
 
     def observe(self, record: RequestRecord) -> None:
         route = self._routes.get(record.route)

@@ -22,15 +22,22 @@ class TunnelInfo:
     active_streams: int
     draining: bool
     connected_s: float  # seconds since the tunnel came up
+    # why its HTTP/2 connection window stalled (the tunnel is then being closed), or None
+    stalled: str | None = None
+    # the connection-level flow-control windows (RFC 9113 6.9), in bytes, seen from the gateway
+    inbound_window: int = 0  # what the connector may still send
+    inbound_held: int = 0  # received from the connector and not given back yet
+    outbound_window: int = 0  # what the gateway may still send to the connector
 
 
 @dataclass(frozen=True, slots=True)
 class PoolStatus:
     tunnels: tuple[TunnelInfo, ...] = field(default_factory=tuple)
+    stalls_total: int = 0  # tunnels closed by the stall watchdog since the listener started
 
     @property
     def ready(self) -> bool:
-        return any(not t.draining for t in self.tunnels)
+        return any(not t.draining and t.stalled is None for t in self.tunnels)
 
 
 class TunnelResponse(Protocol):

@@ -160,7 +160,14 @@ class Forwarder:
 class Connector:
     """``connections`` tunnels to the gateway, each redialled with backoff until ``stop``."""
 
-    def __init__(self, cfg: ConnectorConfig, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ConnectorConfig,
+        environ: Mapping[str, str] | None = None,
+        *,
+        settings: SessionSettings | None = None,
+    ) -> None:
+        """``settings`` replaces the HTTP/2 settings made from ``cfg`` (tests, benchmarks)."""
         self.cfg = cfg
         self._dial = dialer_for(cfg.transport)
         self._forwarder = Forwarder(os.environ if environ is None else environ)
@@ -168,7 +175,7 @@ class Connector:
         self._retiring: set[asyncio.Task[None]] = set()  # tunnels left behind by a move
         self._better: BetterWatch | None = getattr(self._dial, "better_available", None)
         self._stopping = asyncio.Event()
-        self._settings = SessionSettings(
+        self._settings = settings or SessionSettings(
             ping_interval_s=cfg.ping_interval_s,
             ping_timeout_s=cfg.ping_timeout_s,
             max_concurrent_streams=cfg.max_concurrent_streams,
@@ -189,6 +196,10 @@ class Connector:
                 task.cancel()
             await asyncio.gather(*loops, *self._retiring, return_exceptions=True)
         log.info("stopped")
+
+    def sessions(self) -> tuple[Session, ...]:
+        """The HTTP/2 sessions of the tunnels up now (for window checks)."""
+        return tuple(self._sessions)
 
     def _label(self, index: int) -> str:
         return f"tunnel {index + 1}" if self.cfg.connections > 1 else "tunnel"
@@ -239,7 +250,9 @@ class Connector:
         async def handle(stream: Stream) -> None:
             await self._handle(stream, secure, label)
 
-        session = Session(secure, client_side=False, settings=self._settings, on_request=handle)
+        session = Session(
+            secure, client_side=False, settings=self._settings, on_request=handle, name=label
+        )
         self._sessions.add(session)
         run = asyncio.create_task(session.run())
         watcher = None

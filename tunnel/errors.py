@@ -32,6 +32,15 @@ class StreamResetError(TunnelError):
         self.refused = refused
 
 
+class BadAnswerError(TunnelError):
+    """The connector's answer broke HTTP's rules (e.g. a ``:status`` that is no status code);
+    its stream is reset and the gateway answers 502."""
+
+    def __init__(self, message: str, stream_id: int | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
 class DialError(TunnelError):
     """Opening the carrier failed (TCP connect, proxy CONNECT, WebSocket upgrade)."""
 

@@ -2,8 +2,11 @@
 body, and sending under the peer's window.
 
 Received DATA is acknowledged (flow control) only when the consumer takes it, so a stream buffers
-at most its window. ``send_now`` queues a whole small message at once (no task, no wait), so a
-request's HEADERS and DATA leave in one write and the peer sees the body complete.
+at most its window; whatever is still unread when the stream ends is given back then, by
+:meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
+failure), so that no ending shrinks the connection window for good. ``send_now`` queues a whole
+small message at once (no task, no wait), so a request's HEADERS and DATA leave in one write and
+the peer sees the body complete.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Stream:
         self.local_closed = False
         self.remote_closed = False
         self.error: StreamResetError | None = None
+        self.waiting_for_window = False  # in send_data, for the peer's window (stall watchdog)
         self._chunks: deque[tuple[bytes, int]] = deque()
         self._readable = asyncio.Event()
         self._head = asyncio.Event()
@@ -48,8 +52,7 @@ class Stream:
         if not self.remote_closed or self.error is not None:
             return None
         body = b"".join(chunk for chunk, _ in self._chunks)
-        while self._chunks:
-            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        self._give_back()
         return body
 
     @property
@@ -80,22 +83,36 @@ class Stream:
         if self.handler is not None:
             self.handler.cancel()
 
+    def on_stop_sending(self) -> None:
+        """RST_STREAM(NO_ERROR) after a complete answer (RFC 9113 8.1): the peer wants no more of
+        the request body, and the answer must not be discarded; it stays readable (and what is
+        not read is given back when the stream is reset or closed)."""
+        self.local_closed = True
+        self._window.set()
+        self._maybe_release()
+
     def fail(self, message: str) -> None:
-        """The whole session ended."""
+        """The whole session ended (giving back is moot then, but goes the same way)."""
         if self.error is None:
             self.error = StreamResetError(message, self.stream_id)
         self.local_closed = self.remote_closed = True
-        self._chunks.clear()
+        self._give_back()
         for event in (self._readable, self._head, self._window):
             event.set()
 
     def window_opened(self) -> None:
         self._window.set()
 
+    def _give_back(self) -> None:
+        """Acknowledge every byte still buffered (RFC 9113 6.9: DATA counts against the
+        connection window until acknowledged, read or not)."""
+        size = sum(flow for _, flow in self._chunks)
+        self._chunks.clear()
+        self.session.ack(self.stream_id, size)
+
     def _close_both(self) -> None:
         self.local_closed = self.remote_closed = True
-        while self._chunks:
-            self.session.ack(self.stream_id, self._chunks.popleft()[1])
+        self._give_back()
         for event in (self._readable, self._head, self._window):
             event.set()
         self.session.release(self)
@@ -155,7 +172,11 @@ class Stream:
                 room = min(room, conn.max_outbound_frame_size)
                 if room <= 0 and view:
                     self._window.clear()
-                    await self._window.wait()
+                    self.waiting_for_window = True
+                    try:
+                        await self._window.wait()
+                    finally:
+                        self.waiting_for_window = False
                     continue
                 last = room == len(view)
                 chunk = data if room == len(data) else bytes(view[:room])
@@ -194,8 +215,10 @@ class Stream:
         await self.send_data(b"", end_stream=True)
 
     def reset(self, code: int = ErrorCodes.CANCEL) -> None:
-        """RST_STREAM unless the stream already finished both ways."""
+        """RST_STREAM unless the stream already finished both ways; either way, what was
+        received and not read is given back to the connection window."""
         if self.finished:
+            self._give_back()  # ended both ways, maybe with an answer nobody read
             return
         if self.session.alive:
             with contextlib.suppress(h2.exceptions.H2Error):

@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
@@ -23,7 +24,13 @@ from h2.errors import ErrorCodes
 from tunnel.api import PoolStatus, TunnelInfo
 from tunnel.config import ListenerConfig
 from tunnel.crl import CrlWatcher
-from tunnel.errors import HandshakeError, NoTunnelError, StreamResetError, TunnelError
+from tunnel.errors import (
+    BadAnswerError,
+    HandshakeError,
+    NoTunnelError,
+    StreamResetError,
+    TunnelError,
+)
 from tunnel.headers import filter_headers
 from tunnel.memtls import MemoryTLSStream
 from tunnel.plainstream import TcpByteStream
@@ -62,6 +69,14 @@ async def _refuse(stream: SecureStream, reason: str) -> None:
 HELLO_PATH = "/_tunnel/v1/hello"
 
 
+def response_status(head: list[tuple[str, str]], stream_id: int) -> int:
+    """The answer's ``:status``: three digits, 100-599 (RFC 9110 15), else BadAnswerError."""
+    text = dict(head).get(":status", "")
+    if len(text) != 3 or not text.isascii() or not text.isdigit() or not 100 <= int(text) <= 599:
+        raise BadAnswerError(f"the connector answered with a bad :status {text!r}", stream_id)
+    return int(text)
+
+
 def request_head(method: str, authority: str, path: str) -> list[tuple[str, str]]:
     return [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]
 
@@ -85,9 +100,15 @@ class Tunnel:
         self.draining = True
 
     def usable_for(self, upstream: str) -> bool:
-        return not self.draining and upstream in self.upstreams and self.session.can_open()
+        return (
+            not self.draining
+            and self.session.stalled is None
+            and upstream in self.upstreams
+            and self.session.can_open()
+        )
 
     def info(self, now: float) -> TunnelInfo:
+        windows = self.session.window_state()
         return TunnelInfo(
             connector=self.peer.common_name,
             tunnel_id=self.tunnel_id,
@@ -97,7 +118,21 @@ class Tunnel:
             active_streams=self.session.active_streams,
             draining=self.draining or self.session.draining,
             connected_s=now - self.started,
+            stalled=self.session.stalled,
+            inbound_window=windows.inbound,
+            inbound_held=windows.inbound_held,
+            outbound_window=windows.outbound,
         )
+
+
+def _dropped(stream: Stream, sender: asyncio.Task[None] | None) -> None:
+    """A response was dropped without ``aclose`` (a consumer's bug, e.g. an answer generator
+    that never started because its client had gone): its stream still gives back what it
+    holds, or the connection window would shrink for good."""
+    log.debug("stream %d: the response was dropped unclosed; resetting it", stream.stream_id)
+    stream.reset(ErrorCodes.CANCEL)
+    if sender is not None and not sender.done():
+        sender.cancel()
 
 
 class _Response:
@@ -114,6 +149,8 @@ class _Response:
         self.headers = headers
         self._stream = stream
         self._sender = sender
+        self._finalizer = weakref.finalize(self, _dropped, stream, sender)
+        self._finalizer.atexit = False  # at exit the loop (and the tunnel) are gone
 
     async def read(self) -> bytes:
         return await self._stream.read()
@@ -123,6 +160,7 @@ class _Response:
             yield chunk
 
     async def aclose(self) -> None:
+        self._finalizer.detach()
         self._stream.reset(ErrorCodes.CANCEL)
         if self._sender is not None and not self._sender.done():
             self._sender.cancel()
@@ -140,18 +178,30 @@ async def _pump(stream: Stream, body: AsyncIterable[bytes] | bytes) -> None:
         await stream.end()
 
 
+def _abandon(stream: Stream, sender: asyncio.Task[None] | None, code: int) -> None:
+    stream.reset(code)
+    if sender is not None:
+        sender.cancel()
+
+
 class Pool:
     """``TunnelPool``: each new stream goes to the usable tunnel with the fewest active streams."""
 
     def __init__(self) -> None:
         self._tunnels: dict[str, Tunnel] = {}
         self._turn = itertools.count()
+        self.stalls_total = 0  # tunnels the stall watchdog closed
 
     def add(self, tunnel: Tunnel) -> None:
         self._tunnels[tunnel.tunnel_id] = tunnel
 
     def remove(self, tunnel: Tunnel) -> None:
         self._tunnels.pop(tunnel.tunnel_id, None)
+
+    def stalled(self, tunnel: Tunnel) -> None:
+        """The tunnel's connection window stalled: count it; it is closing (and no longer
+        picked, see ``Tunnel.usable_for``)."""
+        self.stalls_total += 1
 
     def pick(self, upstream: str) -> Tunnel:
         """The usable tunnel with the fewest active streams; ties taken in turn, so that idle
@@ -166,7 +216,7 @@ class Pool:
     def status(self) -> PoolStatus:
         now = time.monotonic()
         live = (t for t in self._tunnels.values() if t.session.alive)
-        return PoolStatus(tuple(t.info(now) for t in live))
+        return PoolStatus(tuple(t.info(now) for t in live), self.stalls_total)
 
     async def request(
         self,
@@ -206,19 +256,21 @@ class Pool:
             sender = asyncio.create_task(_pump(stream, body))
         try:
             response_head = await stream.response_head()
-        except BaseException:
-            stream.reset(ErrorCodes.CANCEL)
-            if sender is not None:
-                sender.cancel()
+            status = response_status(response_head, stream.stream_id)
+        except BadAnswerError:
+            _abandon(stream, sender, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1: malformed
             raise
-        status = int(dict(response_head).get(":status", "502"))
+        except BaseException:
+            _abandon(stream, sender, ErrorCodes.CANCEL)
+            raise
         return _Response(status, filter_headers(response_head), stream, sender)
 
 
 class Listener:
     """Accepts tunnels on ``cfg.listen`` (mutual TLS) and from other carriers."""
 
-    def __init__(self, cfg: ListenerConfig) -> None:
+    def __init__(self, cfg: ListenerConfig, *, settings: SessionSettings | None = None) -> None:
+        """``settings`` replaces the HTTP/2 settings made from ``cfg`` (tests, benchmarks)."""
         self.cfg = cfg
         self._pool = Pool()
         self._crl = CrlWatcher(cfg.crl, cfg.ca)
@@ -229,7 +281,7 @@ class Listener:
         self._crl_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._closing = False
-        self._settings = SessionSettings(
+        self._settings = settings or SessionSettings(
             ping_interval_s=cfg.ping_interval_s, ping_timeout_s=cfg.ping_timeout_s
         )
 
@@ -250,6 +302,10 @@ class Listener:
 
     def status(self) -> PoolStatus:
         return self._pool.status()
+
+    def sessions(self) -> tuple[Session, ...]:
+        """The HTTP/2 sessions of the tunnels up now (for window checks)."""
+        return tuple(t.session for t in self._live.values())
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_tcp, self.cfg.host, self.cfg.port)
@@ -305,7 +361,12 @@ class Listener:
         tunnel_id = f"{peer.common_name}#{next(self._ids)}"
         tunnel = Tunnel(tunnel_id, peer, carrier, remote, time.monotonic())
         session = Session(
-            stream, client_side=True, settings=self._settings, on_goaway=tunnel.peer_draining
+            stream,
+            client_side=True,
+            settings=self._settings,
+            on_goaway=tunnel.peer_draining,
+            on_stall=lambda _reason: self._pool.stalled(tunnel),
+            name=f"tunnel {tunnel_id}",
         )
         tunnel.session = session
         self._live[tunnel_id] = tunnel

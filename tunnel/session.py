@@ -29,9 +29,17 @@ from h2.utilities import SizeLimitDict
 from hyperframe.frame import DataFrame, GoAwayFrame
 
 from tunnel.h2stream import Stream
+from tunnel.stall import StallWatch, WindowSample
 from tunnel.stream import SecureStream
 
-__all__ = ["RequestHandler", "Session", "SessionSettings", "Stream", "describe_error"]
+__all__ = [
+    "RequestHandler",
+    "Session",
+    "SessionSettings",
+    "Stream",
+    "WindowState",
+    "describe_error",
+]
 
 log = logging.getLogger("tunnel.session")
 
@@ -50,6 +58,27 @@ class SessionSettings:
     stream_window: int = 4 * 1024 * 1024
     connection_window: int = 16 * 1024 * 1024
     max_frame_size: int = 1024 * 1024
+    #: A connection window used up this long with nothing given back (or no WINDOW_UPDATE
+    #: while streams wait to send) ends the tunnel: see tunnel/stall.py.
+    stall_timeout_s: float = 30.0
+    #: How often the windows are looked at: the stall check, and a WINDOW_UPDATE for what was
+    #: given back but not announced yet (h2 waits for half the window before it tells the peer).
+    window_check_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """The connection-level flow-control windows of one session (RFC 9113 6.9), in bytes."""
+
+    inbound: int  # what the peer may still send us before our next WINDOW_UPDATE
+    inbound_held: int  # received and not given back yet: unread, or lost (a leak)
+    inbound_full: int  # the connection window we advertise
+    outbound: int  # what we may still send before the peer's next WINDOW_UPDATE
+
+    @property
+    def full(self) -> bool:
+        """Nothing received is held: every byte the peer sent was given back (or is owed)."""
+        return self.inbound_held == 0
 
 
 class _ResetStreams(SizeLimitDict):
@@ -89,6 +118,26 @@ class _Connection(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+    def window_state(self) -> WindowState:
+        manager = self._inbound_flow_control_window_manager
+        current, full = manager.current_window_size, manager.max_window_size
+        return WindowState(
+            inbound=current,
+            inbound_held=full - current - manager._bytes_processed,
+            inbound_full=full,
+            outbound=self.outbound_flow_control_window,
+        )
+
+    def announce_given_back(self) -> int:
+        """A connection WINDOW_UPDATE now for the bytes acknowledged but not announced yet
+        (h2's manager holds them back until half the window is used); returns how many."""
+        manager = self._inbound_flow_control_window_manager
+        pending = manager._bytes_processed
+        if pending:
+            manager._bytes_processed = 0
+            self.increment_flow_control_window(pending)
+        return pending
 
     def send_goaway(self, error_code: int = 0, additional_data: bytes = b"") -> None:
         frame = GoAwayFrame(
@@ -136,7 +185,8 @@ def _new_connection(client_side: bool, settings: SessionSettings) -> _Connection
     # ...except the frame size: h2 sizes its frame parser before it reads the ACK that arrives
     # in the same read as the first big frame; accepting big frames from the start is harmless.
     conn.max_inbound_frame_size = settings.max_frame_size
-    conn.increment_flow_control_window(settings.connection_window - 65535)
+    if settings.connection_window > 65535:  # the RFC's initial connection window
+        conn.increment_flow_control_window(settings.connection_window - 65535)
     return conn
 
 
@@ -170,16 +220,25 @@ class Session:
         settings: SessionSettings,
         on_request: RequestHandler | None = None,
         on_goaway: Callable[[], None] | None = None,
+        on_stall: Callable[[str], None] | None = None,
+        name: str = "tunnel",
     ) -> None:
         self.stream = stream
+        self.name = name
         self.settings = settings
         self.conn = _new_connection(client_side, settings)
         self.peer_name = "the connector" if client_side else "the gateway"
         self.closed_reason: str | None = None
         self.draining = False
         self.peer_goaway_data = b""
+        #: Why the connection window stalled (then the session is being replaced), or None.
+        self.stalled: str | None = None
         self._on_request = on_request
         self._on_goaway = on_goaway
+        self._on_stall = on_stall
+        self._stall_watch = StallWatch(settings.stall_timeout_s)
+        self._given_back = 0
+        self._window_updates = 0
         self._streams: dict[int, Stream] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._want_write = asyncio.Event()
@@ -216,6 +275,10 @@ class Session:
             "h2_streams": len(self.conn.streams),
             "h2_reset": len(self.conn._closed_streams),
         }
+
+    def window_state(self) -> WindowState:
+        """The connection windows both ways (for leak checks, the stall watchdog, metrics)."""
+        return self.conn.window_state()
 
     @property
     def alive(self) -> bool:
@@ -254,6 +317,7 @@ class Session:
     def ack(self, stream_id: int, nbytes: int) -> None:
         if nbytes and self.alive:
             self.conn.acknowledge_received_data(nbytes, stream_id)
+            self._given_back += nbytes
             self.wake_writer()
 
     def release(self, stream: Stream) -> None:
@@ -285,6 +349,7 @@ class Session:
             asyncio.create_task(self._guard(self._read_loop(), "read")),
             asyncio.create_task(self._guard(self._write_loop(), "write")),
             asyncio.create_task(self._guard(self._ping_loop(), "ping")),
+            asyncio.create_task(self._guard(self._window_loop(), "window")),
         ]
         try:
             await self._done.wait()
@@ -420,6 +485,40 @@ class Session:
                     async with asyncio.timeout(remaining):
                         await self._ping_ack.wait()
 
+    async def _window_loop(self) -> None:
+        while self.alive:
+            await asyncio.sleep(self.settings.window_check_s)
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # h2 closed: ending anyway
+                if self.conn.announce_given_back():
+                    self.wake_writer()
+            reason = self._stall_watch.check(self._window_sample())
+            if reason is not None:
+                await self._replace_stalled(reason)
+                return
+
+    def _window_sample(self) -> WindowSample:
+        state = self.conn.window_state()
+        return WindowSample(
+            now=time.monotonic(),
+            inbound=state.inbound,
+            given_back=self._given_back,
+            outbound=state.outbound,
+            senders_waiting=any(s.waiting_for_window for s in self._streams.values()),
+            window_updates=self._window_updates,
+        )
+
+    async def _replace_stalled(self, reason: str) -> None:
+        """GOAWAY with an error code (the peer ends the tunnel at once; a connector redials),
+        then close: a tunnel whose window is gone carries no body, even though PINGs pass."""
+        self.stalled = reason
+        log.warning("%s: the HTTP/2 connection window stalled (%s); closing it", self.name, reason)
+        if self._on_stall is not None:
+            self._on_stall(reason)
+        ours = reason.startswith("inbound")
+        code = ErrorCodes.INTERNAL_ERROR if ours else ErrorCodes.FLOW_CONTROL_ERROR
+        self.goaway(code, "connection window stalled")
+        await self.close(f"the connection window stalled ({reason})")
+
     # ----------------------------------------------------------------- events
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):
@@ -437,6 +536,8 @@ class Session:
         elif isinstance(event, h2.events.StreamReset):
             self._on_reset(event)
         elif isinstance(event, h2.events.WindowUpdated):
+            if not event.stream_id:
+                self._window_updates += 1
             self._on_window(event.stream_id or 0)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
             self._on_window(0)
@@ -449,8 +550,8 @@ class Session:
         sid = event.stream_id or 0
         size = event.flow_controlled_length or 0
         stream = self._streams.get(sid)
-        if stream is None:
-            self.conn.acknowledge_received_data(size, sid)
+        if stream is None:  # released already (ended both ways): nobody will read it
+            self.ack(sid, size)
             return
         stream.on_data(event.data or b"", size)
 
@@ -483,6 +584,9 @@ class Session:
         if stream is None:
             return
         code = event.error_code
+        if code == ErrorCodes.NO_ERROR and stream.remote_closed and self.conn.config.client_side:
+            stream.on_stop_sending()
+            return
         name = code.name if isinstance(code, ErrorCodes) else str(code)
         stream.on_reset(f"the peer reset the stream ({name})", refused=name == "REFUSED_STREAM")
 

@@ -15,7 +15,7 @@ from bench.stack import PATHS
 from bench.targets import TARGETS
 
 REPO = Path(__file__).resolve().parents[2]
-WORKLOADS = ("a", "b16", "b64", "c", "d", "e", "f", "g")
+WORKLOADS = ("a", "b16", "b64", "c", "d", "e", "f", "g", "h")
 
 
 GATEWAY_PATHS = ("gateway", "gateway+squid", "gateway+websocket")
@@ -25,7 +25,7 @@ NOT_MEASURED = {("f", "gateway+websocket")}
 
 def has_figure(row: Row, path: str) -> bool:
     """Whether the table's ROW must have a number on PATH."""
-    if row.workload == "g":  # the soak runs on one path only
+    if row.workload in ("g", "h"):  # the soaks run on one path only
         return False
     if row.metric.startswith("connector") and path not in GATEWAY_PATHS:
         return False  # no connector on direct/floor
@@ -66,6 +66,9 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
         assert metrics["errors"] == 0, path
         assert metrics["p50_ms"] is not None, path
     assert figures["g"].get("gateway"), "the soak ran on the gateway path"
+    cancel = figures["h"]["gateway"]
+    assert cancel["requests"] > 0
+    assert cancel["windows_full"] == 1, cancel  # every cancelled request gave its bytes back
     assert "WebSocket" in results["notes"]["f"]  # why NOT_MEASURED
 
     keys = {c["key"] for c in results["checks"]}

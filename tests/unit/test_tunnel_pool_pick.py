@@ -26,6 +26,7 @@ class FakeSession:
     alive: bool = True
     draining: bool = False
     full: bool = False  # the peer's SETTINGS_MAX_CONCURRENT_STREAMS reached
+    stalled: str | None = None
 
     def can_open(self) -> bool:
         return self.alive and not self.draining and not self.full
