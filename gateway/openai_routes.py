@@ -24,7 +24,7 @@ from gateway.identity import Identity
 from gateway.models import ModelCatalog
 from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
 from gateway.ratelimit import RateLimited, estimate_tokens
-from gateway.request_body import parse_body
+from gateway.request_body import parse_body_async
 
 log = logging.getLogger("gateway.routes")
 
@@ -161,7 +161,7 @@ class OpenAIRoutes:
             return auth_error(exc)
         try:
             raw = await call.read_body(self.max_body_bytes)
-            body = parse_body(raw, call.route)
+            body = await parse_body_async(raw, call.route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except RateLimited as exc:

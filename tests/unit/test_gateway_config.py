@@ -47,7 +47,7 @@ def test_defaults_and_relative_paths() -> None:
     cfg = load(minimal())
     assert cfg.server.listen == ("0.0.0.0", 8443)
     assert cfg.server.cert == BASE / "pki/gateway.crt"
-    assert cfg.server.max_body_bytes == 10 * 1024 * 1024
+    assert cfg.server.max_body_bytes == 4 * 1024 * 1024  # a 256k-token context is ~1 MB
     assert cfg.server.sse_keepalive_s == 5.0
     assert cfg.server.trusted_proxies == ()
     assert cfg.admin.listen == ("127.0.0.1", 9100)
