@@ -143,10 +143,14 @@ class GatewayRig:
 
 @contextlib.asynccontextmanager
 async def gateway_rig(
-    tmp: Path, *, connector: bool = True, tunnel_extra: dict[str, Any] | None = None
+    tmp: Path,
+    *,
+    connector: bool = True,
+    tunnel_extra: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> AsyncIterator[GatewayRig]:
     pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki, tunnel_extra)
+    toml = gateway_toml(tmp, pki, tunnel_extra, **(server or {}))
     key = create_key(toml, "alice")
     ready = tmp / "ready.json"
     standin = StandinLLM()
