@@ -15,6 +15,7 @@ that the loop runs between large parses, instead of after a burst of them all
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, NoReturn
@@ -91,7 +92,7 @@ async def parse_body_async(raw: bytes, route: str) -> Json:
 def parse_body(raw: bytes, route: str) -> Json:
     """The JSON object of an API request; 400 naming the ``param`` when it is not usable."""
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = _loads(raw)
     except RecursionError:  # nesting past the interpreter's recursion limit (~1000)
         raise too_deep() from None
     except ValueError:
@@ -113,6 +114,20 @@ def parse_body(raw: bytes, route: str) -> Json:
     if route == "/v1/chat/completions":
         _check_messages(body["messages"])
     return body
+
+
+def _loads(raw: bytes) -> object:
+    """``json.loads``; for a large body with the cyclic GC paused: the millions of objects a body
+    of small objects makes would otherwise set off collections that scan every live object
+    (4 MiB: 50-80 ms instead of 130-500 ms). ``json.loads`` holds the GIL throughout, so no
+    other thread runs while the GC is paused."""
+    if len(raw) < LARGE_BODY_BYTES or not gc.isenabled():
+        return json.loads(raw, parse_constant=_no_constant)
+    gc.disable()
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    finally:
+        gc.enable()
 
 
 def _may_nest_deeper(raw: bytes) -> bool:
