@@ -51,18 +51,20 @@ async def run(raw: bytes, parse: Callable[[bytes, str], Awaitable[Json]]) -> dic
     start = time.perf_counter()
     finished: list[float] = []
 
+    waited: list[float] = []
+
     async def one() -> None:
         await parse(raw, CHAT)
         finished.append(time.perf_counter() - start)
 
-    async def healthz() -> float:
+    async def healthz() -> None:
         await asyncio.sleep(0)
-        return time.perf_counter() - start
+        waited.append(time.perf_counter() - start)
 
-    *_, waited = await asyncio.gather(*(one() for _ in range(BODIES)), healthz())
+    await asyncio.gather(*(one() for _ in range(BODIES)), healthz())
     tick.cancel()
     return {
-        "healthz_ms": waited * 1e3,
+        "healthz_ms": waited[0] * 1e3,
         "all_ms": max(finished) * 1e3,
         "stall_ms": max(stalls) * 1e3,
     }
