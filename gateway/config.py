@@ -19,7 +19,7 @@ from gateway.errors import ConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
 # a 256k-token context is about 1 MB of text, 1-2 MB as JSON (escapes, tool schemas, history);
-# 4 MiB leaves room for that and bounds what one request may cost to parse (docs/performance.md)
+# 4 MiB leaves room for that and bounds what one request may cost to parse (docs/operations.md)
 DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 # a TLS handshake, a request head, and an idle kept-alive connection each get this long
 DEFAULT_HEADER_TIMEOUT_S: Final = 15.0

@@ -9,7 +9,7 @@ so is nesting deeper than :data:`MAX_JSON_DEPTH`.
 one such body at a time. ``json.loads`` holds the GIL for the whole document, so the event loop
 still waits while one large body is parsed; what the thread and the one-at-a-time cap give is
 that the loop runs between large parses, instead of after a burst of them all
-(docs/performance.md, "Large request bodies", has the numbers).
+(docs/operations.md, "Large request bodies", has the numbers).
 """
 
 from __future__ import annotations

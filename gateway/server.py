@@ -149,7 +149,7 @@ class Parts:
     async def aclose(self) -> None:
         await self.auth.aclose()
         await self.limiter.aclose()
-        await self.ledger.aclose()  # writes the usage still held in memory
+        await self.ledger.aclose()  # its writer has committed every recorded request
         self.access_log.close()
 
 
