@@ -6,6 +6,7 @@ another address is served all along."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -132,3 +133,22 @@ async def served_from(rig: GatewayRig, address: str) -> int:
     async with httpx.AsyncClient(transport=transport, timeout=10.0) as http:
         resp = await http.get(f"https://localhost:{rig.ports['public']}/healthz")
     return resp.status_code
+
+
+async def test_a_tls_handshake_that_never_comes_is_closed_after_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    async with gateway_rig(tmp_path, connector=False, server=SERVER_1000) as rig:
+        conns = [await asyncio.open_connection("127.0.0.1", rig.ports["public"]) for _ in range(50)]
+        opened = time.monotonic()
+
+        async def closed(reader: asyncio.StreamReader) -> float:
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(reader.read(), GIVE_UP_S)
+            return time.monotonic() - opened
+
+        lived = sorted(await asyncio.gather(*(closed(r) for r, _ in conns)))
+        for _, writer in conns:
+            writer.close()
+    assert lived[0] > HEADER_TIMEOUT_S - 0.5, lived
+    assert lived[-1] < HEADER_TIMEOUT_S + 5.0, lived
