@@ -80,9 +80,10 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
 
 
 def create_admin_app(pool: TunnelPool, metrics: GatewayMetrics) -> Quart:
-    """``/metrics``, ``/healthz``, ``/readyz``: for the loopback admin listener only."""
+    """``/metrics``, ``/healthz``, ``/readyz`` with each tunnel's details: for the loopback
+    admin listener only."""
     app = _base_app("gateway-admin")
-    add_health_routes(app, pool)
+    add_health_routes(app, pool, details=True)
 
     async def metrics_view() -> Response:
         body, content_type = metrics.render()
@@ -155,14 +156,20 @@ async def _internal_error(exc: Exception) -> Response:
     return openai_error(500, "The gateway failed to handle the request.", "server_error")
 
 
-def add_health_routes(app: Quart, pool: TunnelPool) -> None:
+def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) -> None:
+    """``/healthz`` and ``/readyz``. The public ``/readyz`` says ready or not and nothing else
+    (connector names, the office's address and upstream names are not for the internet); with
+    ``details`` (the admin listener) it lists every field of each tunnel's ``TunnelInfo``."""
+
     async def healthz() -> Response:
         return jsonify({"status": "ok"})
 
     async def readyz() -> Response:
         status = pool.status()
-        tunnels = [dataclasses.asdict(t) for t in status.tunnels]
-        response = jsonify({"ready": status.ready, "tunnels": tunnels})
+        answer: dict[str, Any] = {"ready": status.ready}
+        if details:
+            answer["tunnels"] = [dataclasses.asdict(t) for t in status.tunnels]
+        response = jsonify(answer)
         response.status_code = 200 if status.ready else 503
         return response
 

@@ -18,6 +18,12 @@ from typing import Any, Final
 from gateway.errors import ConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
+# a 256k-token context is about 1 MB of text, 1-2 MB as JSON (escapes, tool schemas, history);
+# 4 MiB leaves room for that and bounds what one request may cost to parse (docs/operations.md)
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+# a TLS handshake, a request head, and an idle kept-alive connection each get this long
+DEFAULT_HEADER_TIMEOUT_S: Final = 15.0
+DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 64  # 0: no limit; trusted proxies are not counted
 # asymmetric only: a JWKS is public, so an HMAC algorithm would accept tokens anyone can sign
 JWT_ALGORITHMS: Final = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -166,10 +172,12 @@ class ServerConfig:
     listen: tuple[str, int]
     cert: Path
     key: Path
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     trusted_proxies: tuple[Network, ...] = ()
     sse_keepalive_s: float = 5.0
     upstream_timeout_s: float = 600.0
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +296,14 @@ def _server(r: TableReader) -> ServerConfig:
         listen=r.listen("listen", "0.0.0.0:8443"),
         cert=r.path("cert"),
         key=r.path("key"),
-        max_body_bytes=r.integer("max_body_bytes", 10 * 1024 * 1024, minimum=1024),
+        max_body_bytes=r.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1024),
         trusted_proxies=r.networks("trusted_proxies"),
         sse_keepalive_s=r.number("sse_keepalive_s", 5.0, minimum=0.05),
         upstream_timeout_s=r.number("upstream_timeout_s", 600.0, minimum=0.1),
+        header_timeout_s=r.number("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=0.5),
+        max_connections_per_ip=r.integer(
+            "max_connections_per_ip", DEFAULT_MAX_CONNECTIONS_PER_IP, minimum=0
+        ),
     )
     r.finish()
     return cfg

@@ -90,7 +90,8 @@ def _b64_json(segment: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError) as exc:
+    # RecursionError: nesting past the recursion limit (bounded: a token is <= 16 KiB)
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise TokenError("malformed") from exc
     if not isinstance(value, dict):
         raise TokenError("malformed")
@@ -125,13 +126,20 @@ def identity_from_claims(
         raise TokenError(f"missing claim {settings.identity_claim!r}")
     models = parse_models(claims.get(settings.models_claim)) if settings.models_claim else None
     return Identity(
-        name=name,
+        name=jwt_identity_name(settings.issuer, name),
         kind="jwt",
         models=models,
         rpm=_limit_claim(claims, LIMIT_CLAIMS["rpm"], defaults.rpm),
         tpm=_limit_claim(claims, LIMIT_CLAIMS["tpm"], defaults.tpm),
         concurrency=_limit_claim(claims, LIMIT_CLAIMS["concurrency"], defaults.concurrency),
     )
+
+
+def jwt_identity_name(issuer: str, subject: str) -> str:
+    """``jwt:<issuer>:<subject>``, the issuer without its scheme: the same ``sub`` from two
+    issuers is two callers (limits, ledger). Key names cannot hold ``:``, so no key collides."""
+    label = issuer.removeprefix("https://").removeprefix("http://").rstrip("/")
+    return f"jwt:{label}:{subject}"
 
 
 def check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:

@@ -57,15 +57,19 @@ class ModelMap:
         upstream = self._listed.get(name)
         return None if upstream is None else ResolvedModel(name, upstream, name)
 
-    def names_of(self, resolved: ResolvedModel) -> set[str]:
-        """Every name that reaches the same upstream model (aliases and the id itself)."""
-        names = {resolved.name, resolved.model}
-        names.update(a for a, r in self._aliases.items() if r.model == resolved.model)
-        return names
-
     def may_use(self, allowed: frozenset[str] | None, resolved: ResolvedModel) -> bool:
-        """An identity may use a model when it is allowed any of the model's names."""
-        return allowed is None or not allowed.isdisjoint(self.names_of(resolved))
+        """Permission follows the names the identity was given: allowed when it was given
+        ``resolved``'s own name, or a name that reaches the same upstream *and* model (an alias
+        grants its upstream's own id for the model, and back). Another alias to the same model
+        on another upstream is not granted by it."""
+        if allowed is None or resolved.name in allowed:
+            return True
+        target = (resolved.upstream, resolved.model)
+        for name in allowed:
+            granted = self.lookup(name)
+            if granted is not None and (granted.upstream, granted.model) == target:
+                return True
+        return False
 
     def resolve(self, name: str, allowed: frozenset[str] | None) -> ResolvedModel:
         resolved = self.lookup(name)

@@ -31,7 +31,7 @@ from gateway.identity import Identity
 from gateway.models import ModelCatalog, ResolvedModel
 from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
 from gateway.ratelimit import RateLimited, estimate_tokens
-from gateway.request_body import parse_body
+from gateway.request_body import parse_body_async
 
 log = logging.getLogger("gateway.routes")
 
@@ -136,7 +136,7 @@ class OpenAIRoutes:
             return
         try:
             raw = await call.read_body(self.max_body_bytes)
-            body = parse_body(raw, call.route)
+            body = await parse_body_async(raw, call.route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except RateLimited as exc:

@@ -30,6 +30,8 @@ from gateway.accesslog import AccessLog
 from gateway.app import create_admin_app, create_app, create_websocket_app
 from gateway.auth import Authenticator
 from gateway.config import GatewayConfig
+from gateway.connlimit import AddressLimit, LimitedConfig
+from gateway.connlimit import install as install_connection_limit
 from gateway.errors import ConfigError
 from gateway.ledger import UsageLedger
 from gateway.memdebug import install_from_env
@@ -53,17 +55,28 @@ def bind_socket(address: tuple[str, int]) -> socket.socket:
 
 
 def hypercorn_config(
-    sock: socket.socket, *, cert: Path | None = None, key: Path | None = None, graceful_s: float
+    sock: socket.socket,
+    *,
+    cert: Path | None = None,
+    key: Path | None = None,
+    graceful_s: float,
+    header_timeout_s: float,
+    address_limit: AddressLimit | None = None,
 ) -> tuple[HypercornConfig, int]:
     """A Hypercorn config serving on ``sock`` (taken over); returns it with the bound port."""
     port = int(sock.getsockname()[1])
-    cfg = HypercornConfig()
+    cfg = LimitedConfig()
     cfg.bind = [f"fd://{sock.detach()}"]
     if cert is not None and key is not None:
         cfg.certfile, cfg.keyfile = str(cert), str(key)  # Hypercorn: TLS >= 1.2, no compression
         cfg.alpn_protocols = ["h2", "http/1.1"]
     cfg.graceful_timeout = graceful_s
-    cfg.keep_alive_timeout = 75.0  # SDK connection pools reuse connections
+    # Hypercorn's idle timer runs from the accept (and after each answer) until a whole request
+    # head is in, so it bounds a head dribbled byte by byte (slowloris) as well as an idle
+    # kept-alive connection; the SDKs drop idle connections sooner themselves (httpx: 5 s).
+    cfg.keep_alive_timeout = header_timeout_s
+    cfg.ssl_handshake_timeout = header_timeout_s
+    cfg.address_limit = address_limit
     cfg.keep_alive_max_requests = 1_000_000_000  # never close a busy kept-alive connection
     cfg.backlog = 2048  # a burst of new connections waits instead of being refused
     cfg.max_app_queue_size = 64  # request body pieces buffered per request
@@ -91,16 +104,25 @@ HYPERCORN_GRACE_S = 2.0
 def bind_all(config: GatewayConfig, public: Quart, admin: Quart, ws_app: Quart | None) -> Bound:
     graceful = min(float(config.tunnel.drain_timeout_s), HYPERCORN_GRACE_S)
     server = config.server
+    header_s = server.header_timeout_s
+    # one count per source address over both public listeners; the admin one is loopback
+    limit = AddressLimit(server.max_connections_per_ip, server.trusted_proxies)
+    install_connection_limit()
     cfg, port = hypercorn_config(
-        bind_socket(server.listen), cert=server.cert, key=server.key, graceful_s=graceful
-    )
+        bind_socket(server.listen), cert=server.cert, key=server.key, graceful_s=graceful,
+        header_timeout_s=header_s, address_limit=limit,
+    )  # fmt: skip
     bound = Bound([(public, cfg)], {"public": port})
     if config.admin.listen is not None:
-        cfg, port = hypercorn_config(bind_socket(config.admin.listen), graceful_s=1.0)
+        sock = bind_socket(config.admin.listen)
+        cfg, port = hypercorn_config(sock, graceful_s=1.0, header_timeout_s=header_s)
         bound.servers.append((admin, cfg))
         bound.ports["admin"] = port
     if ws_app is not None and config.websocket_http_listen is not None:
-        cfg, port = hypercorn_config(bind_socket(config.websocket_http_listen), graceful_s=graceful)
+        sock = bind_socket(config.websocket_http_listen)
+        cfg, port = hypercorn_config(
+            sock, graceful_s=graceful, header_timeout_s=header_s, address_limit=limit
+        )
         bound.servers.append((ws_app, cfg))
         bound.ports["websocket_http"] = port
     return bound
@@ -129,7 +151,7 @@ class Parts:
     async def aclose(self) -> None:
         await self.auth.aclose()
         await self.limiter.aclose()
-        await self.ledger.aclose()  # writes the usage still held in memory
+        await self.ledger.aclose()  # its writer has committed every recorded request
         self.access_log.close()
 
 

@@ -294,12 +294,12 @@ def create_key(config: Path) -> str:
     return key
 
 
-def readyz(ports: Ports, ca: Path) -> dict[str, object] | None:
-    """GET /readyz on the public server; its JSON when the gateway says ready, else None."""
-    context = ssl.create_default_context(cafile=str(ca))
-    url = f"https://127.0.0.1:{ports.public}/readyz"
+def readyz(ports: Ports) -> dict[str, object] | None:
+    """GET /readyz on the admin listener (the public one says only ready or not); its JSON
+    when the gateway says ready, else None."""
+    url = f"http://127.0.0.1:{ports.admin}/readyz"
     try:
-        with urllib.request.urlopen(url, context=context, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2) as resp:
             body = resp.read()
     except (urllib.error.URLError, OSError):
         return None
@@ -392,7 +392,7 @@ def bring_up(args: argparse.Namespace, procs: Processes, work: Path) -> Stack:
     status: list[dict[str, object]] = []
 
     def ready() -> bool:
-        body = readyz(ports, ca)
+        body = readyz(ports)
         if body is not None:
             status.append(body)
         return body is not None

@@ -143,10 +143,14 @@ class GatewayRig:
 
 @contextlib.asynccontextmanager
 async def gateway_rig(
-    tmp: Path, *, connector: bool = True, tunnel_extra: dict[str, Any] | None = None
+    tmp: Path,
+    *,
+    connector: bool = True,
+    tunnel_extra: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> AsyncIterator[GatewayRig]:
     pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki, tunnel_extra)
+    toml = gateway_toml(tmp, pki, tunnel_extra, **(server or {}))
     key = create_key(toml, "alice")
     ready = tmp / "ready.json"
     standin = StandinLLM()
@@ -366,7 +370,7 @@ async def test_503_without_a_connector(tmp_path: Path) -> None:
         async with rig.http() as http:
             public = await http.get(f"https://localhost:{rig.ports['public']}/readyz")
             assert public.status_code == 503
-            assert public.json() == {"ready": False, "tunnels": []}
+            assert public.json() == {"ready": False}
             assert (
                 await http.get(f"https://localhost:{rig.ports['public']}/healthz")
             ).status_code == 200
@@ -445,8 +449,13 @@ async def test_websocket_carrier_on_the_public_port_and_plain_http(
         answer = await rig.client().chat.completions.create(model="qwen3-coder", messages=MESSAGES)  # type: ignore[arg-type]
         assert answer.model == "qwen3-coder"
         async with rig.http() as http:
-            ready = (await http.get(f"https://localhost:{rig.ports['public']}/readyz")).json()
-        assert ready["tunnels"][0]["carrier"] == "websocket"
+            public = (await http.get(f"https://localhost:{rig.ports['public']}/readyz")).json()
+        assert public == {"ready": True}  # no connector names or addresses on the public port
+        async with httpx.AsyncClient() as plain:
+            admin = await plain.get(f"http://127.0.0.1:{rig.ports['admin']}/readyz")
+        tunnel = admin.json()["tunnels"][0]
+        assert (tunnel["connector"], tunnel["carrier"]) == ("office-1", "websocket")
+        assert tunnel["remote"].startswith("127.0.0.1")
         if plain_http:  # the plain-HTTP listener serves the tunnel path and nothing else
             async with httpx.AsyncClient() as plain:
                 other = await plain.get(f"http://127.0.0.1:{rig.ports['websocket_http']}/v1/models")

@@ -140,7 +140,8 @@ async def test_good_token_over_https(jwks_server: JwksServer, keys: tuple[RSAKey
     auth = make_auth(jwks_server)
     try:
         who = await auth.authenticate(f"Bearer {signed(keys[0])}")
-        assert (who.name, who.kind, who.models) == ("alice", "jwt", frozenset({"qwen3-coder"}))
+        assert (who.kind, who.models) == ("jwt", frozenset({"qwen3-coder"}))
+        assert who.name == "jwt:idp.test/realms/home:alice"
         await auth.authenticate(f"Bearer {signed(keys[0])}")
         assert len(jwks_server.hits) == 1  # cached
     finally:
@@ -180,7 +181,7 @@ async def test_unknown_kid_refetch_is_rate_limited(
             await auth.authenticate(f"Bearer {signed(keys[1])}")  # still inside the interval
         assert len(jwks_server.hits) == 2
         await asyncio.sleep(0.5)
-        assert (await auth.authenticate(f"Bearer {signed(keys[1])}")).name == "alice"
+        assert (await auth.authenticate(f"Bearer {signed(keys[1])}")).name.endswith(":alice")
         assert len(jwks_server.hits) == 3
     finally:
         await auth.aclose()

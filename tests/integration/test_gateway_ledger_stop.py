@@ -1,5 +1,5 @@
-"""The usage ledger is batched in memory: a graceful stop (SIGTERM) must still write all of it,
-so that ``gateway usage`` agrees with the usage the stand-in upstream reported."""
+"""A graceful stop (SIGTERM) right after the answers: ``gateway usage`` agrees with the usage the
+stand-in upstream reported (``kill -9``: test_gateway_ledger_kill.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ async def test_sigterm_writes_every_request_to_the_ledger(tmp_path: Path) -> Non
                 await client.chat.completions.create(model="qwen3-coder", messages=MESSAGES)  # type: ignore[arg-type]
 
         await asyncio.gather(*(one(i) for i in range(REQUESTS)))
-        rig.gateway.send_signal(signal.SIGTERM)  # well within the ledger's 1 s flush interval
+        rig.gateway.send_signal(signal.SIGTERM)
         code = await rig.gateway.await_exit(15.0)
         assert code == 0, rig.gateway.log_text()[-3000:]
         assert "Traceback" not in rig.gateway.log_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
@@ -282,7 +283,7 @@ async def test_health_and_admin(rig: Rig) -> None:
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 503
-    assert await ready.get_json() == {"ready": False, "tunnels": []}
+    assert await ready.get_json() == {"ready": False}
     admin = create_admin_app(rig.pool, rig.metrics).test_client()
     assert b"gateway_active_streams" in await (await admin.get("/metrics")).get_data()
     assert (await client.get("/metrics")).status_code == 404
@@ -379,3 +380,20 @@ async def test_fast_path_leaves_other_routes_to_quart(rig: Rig) -> None:
     await rig.app.asgi_app(http_scope("/v1/chat/completions", "GET"), client.receive, client.send)
     assert client.sent[0]["status"] == 405  # Quart's answer, in OpenAI's shape
     assert b'"error"' in b"".join(m.get("body", b"") for m in client.sent)
+
+
+async def test_public_readyz_says_ready_only_and_admin_lists_every_tunnel_field(rig: Rig) -> None:
+    """Issue 11 (8a): no connector names, office addresses or upstreams on the public port."""
+    from tunnel.api import TunnelInfo  # noqa: PLC0415
+
+    info = TunnelInfo("office-1", "t1", "tls", "198.51.100.7:50022", ("office-llm",), 2, False, 3.5)
+    rig.pool.status = lambda: PoolStatus((info,))  # type: ignore[method-assign]
+    public = await rig.app.test_client().get("/readyz")
+    assert public.status_code == 200
+    assert await public.get_json() == {"ready": True}
+    admin = await create_admin_app(rig.pool, rig.metrics).test_client().get("/readyz")  # type: ignore[arg-type]
+    assert admin.status_code == 200
+    tunnel = (await admin.get_json())["tunnels"][0]
+    assert tunnel == {**dataclasses.asdict(info), "upstreams": ["office-llm"]}
+    rig.pool.status = PoolStatus  # type: ignore[method-assign]
+    assert await (await rig.app.test_client().get("/readyz")).get_json() == {"ready": False}

@@ -48,9 +48,10 @@ def test_defaults_and_relative_paths() -> None:
     cfg = load(minimal())
     assert cfg.server.listen == ("0.0.0.0", 8443)
     assert cfg.server.cert == BASE / "pki/gateway.crt"
-    assert cfg.server.max_body_bytes == 10 * 1024 * 1024
+    assert cfg.server.max_body_bytes == 4 * 1024 * 1024  # a 256k-token context is ~1 MB
     assert cfg.server.sse_keepalive_s == 5.0
     assert cfg.server.trusted_proxies == ()
+    assert (cfg.server.header_timeout_s, cfg.server.max_connections_per_ip) == (15.0, 64)
     assert cfg.admin.listen == ("127.0.0.1", 9100)
     assert cfg.auth.keys_db == BASE / "gateway.db"
     assert cfg.auth.jwt == ()
@@ -126,6 +127,11 @@ JWT = {"issuer": "https://idp", "audience": "llm", "jwks_url": "https://idp/cert
         (minimal(server={"max_body_bytes": 10}), "server.max_body_bytes: must be at least 1024"),
         (minimal(server={"trusted_proxies": ["nope"]}), "server.trusted_proxies: 'nope' is not"),
         (minimal(server={"sse_keepalive_s": "5"}), "server.sse_keepalive_s: expected a number"),
+        (minimal(server={"header_timeout_s": 0}), "server.header_timeout_s: must be at least 0.5"),
+        (
+            minimal(server={"max_connections_per_ip": -1}),
+            "server.max_connections_per_ip: must be at least 0",
+        ),
         (minimal(admin={"listen": "x"}), "admin.listen:"),
         (minimal(auth={"keys_db": ""}), "auth.keys_db: expected a file path"),
         (minimal(auth={"jwt": {"issuer": "x"}}), "auth.jwt: expected [[auth.jwt]] tables"),

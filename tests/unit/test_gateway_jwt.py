@@ -101,7 +101,7 @@ async def refused(auth: Authenticator, token: str) -> str:
 
 async def test_good_rsa_token(auth: Authenticator, rsa_key: RSAKey) -> None:
     who = await auth.authenticate(f"Bearer {sign(rsa_key)}")
-    assert (who.name, who.kind) == ("alice@example.com", "jwt")
+    assert (who.name, who.kind) == ("jwt:idp.test/realms/home:alice@example.com", "jwt")
     assert who.models == frozenset({"qwen3-coder", "small"})
     assert (who.rpm, who.tpm, who.concurrency) == (60, 1000, 4)
 
@@ -198,7 +198,7 @@ async def test_key_rotation_picked_up_on_unknown_kid(
                 await verifier.verify(sign(other_key))
         assert cache.fetch_count == 1
         await asyncio.sleep(0.35)  # the refetch interval itself, not a synchronisation
-        assert (await verifier.verify(sign(other_key))).name == "alice@example.com"
+        assert (await verifier.verify(sign(other_key))).name.endswith(":alice@example.com")
         assert cache.fetch_count == 2
     finally:
         await verifier.aclose()
@@ -237,3 +237,50 @@ def test_peek_is_unverified_only() -> None:
     for bad in ("a.b", "!!.!!.x", f"{b64(b'[1]')}.{b64(b'{}')}.x"):
         with pytest.raises(TokenError):
             peek(bad)
+
+
+def test_same_sub_from_two_issuers_is_two_identities() -> None:
+    """Issue 11: the identity (limits, ledger) includes the issuer, readably."""
+    home = JwtIssuerConfig(issuer=ISS, audience=AUD, jwks_file=Path("x"))
+    work = JwtIssuerConfig(issuer="https://login.work.test/", audience=AUD, jwks_file=Path("x"))
+    a = identity_from_claims({"sub": "alice"}, home, DEFAULTS)
+    b = identity_from_claims({"sub": "alice"}, work, DEFAULTS)
+    assert a.name == "jwt:idp.test/realms/home:alice"
+    assert b.name == "jwt:login.work.test:alice"
+
+
+async def test_deeply_nested_jwt_header_is_a_401_without_traceback(
+    tmp_path: Path, jwks_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11 (7a): a header nested past Python's recursion limit, through the real app."""
+    from gateway.accesslog import AccessLog  # noqa: PLC0415
+    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.config import config_from_table  # noqa: PLC0415
+    from gateway.metrics import GatewayMetrics  # noqa: PLC0415
+    from tests.unit.test_gateway_app import CHAT, FakeLedger, FakeLimiter, FakePool  # noqa: PLC0415
+
+    settings = JwtIssuerConfig(issuer=ISS, audience=AUD, jwks_file=jwks_path)
+    authenticator = Authenticator(None, JwtVerifier([settings], DEFAULTS), DEFAULTS)
+    log = AccessLog(tmp_path / "access.log")
+    table = {
+        "server": {"cert": "c", "key": "k"},
+        "tunnel": {"cert": "c", "key": "k", "ca": "a", "allowed_connectors": ["o"]},
+    }
+    cfg = config_from_table(table, tmp_path / "gateway.toml")
+    app = create_app(
+        cfg, FakePool(), authenticator, FakeLimiter(), FakeLedger(),  # type: ignore[arg-type]
+        GatewayMetrics(), access_log=log,
+    )  # fmt: skip
+    deep = b64(b"[" * 5000 + b"]" * 5000)
+    for token in (f"{deep}.{b64json({'iss': ISS})}.sig", f"{b64json({'alg': 'RS256'})}.{deep}.s"):
+        resp = await app.test_client().post(
+            "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {token}"}
+        )
+        assert resp.status_code == 401
+        error = (await resp.get_json())["error"]
+        assert error["code"] == "invalid_api_key"
+        assert error["message"] == "Invalid bearer token: malformed"
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert "Traceback" not in caplog.text
+    log.close()
+    await authenticator.aclose()

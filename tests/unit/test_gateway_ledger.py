@@ -1,8 +1,9 @@
-"""The usage ledger: upserts per identity/day/model, batched writes, the since filter, the table."""
+"""The usage ledger: upserts per identity/day/model, durable group commits, since, the table."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -42,34 +43,40 @@ def _stored(path: Path) -> list[tuple[object, ...]]:
         return list(conn.execute(query).fetchall())
 
 
-async def test_records_are_held_then_written_in_one_batch(tmp_path: Path) -> None:
-    led = UsageLedger(tmp_path / "gw.db", flush_interval_s=0.05)
-    for _ in range(100):
-        await led.record("alice", "qwen", 2, 3)
-    assert _stored(tmp_path / "gw.db") == []  # nothing written per request
-    for _ in range(100):  # bounded wait for the timed flush
-        if _stored(tmp_path / "gw.db"):
-            break
-        await asyncio.sleep(0.02)
-    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 100, 200, 300)]
-    await led.record("alice", "qwen", 1, 1)
-    await led.aclose()  # a graceful stop writes what is pending
-    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 101, 201, 301)]
+async def test_a_recorded_request_is_committed_when_record_returns(tmp_path: Path) -> None:
+    """Issue 11 (9): durable before the answer ends; concurrent records share commits."""
+    led = UsageLedger(tmp_path / "gw.db")
+    await led.record("alice", "qwen", 2, 3)
+    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 1, 2, 3)]
+    await asyncio.gather(*(led.record("alice", "qwen", 2, 3) for _ in range(200)))
+    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 201, 402, 603)]
+    assert led.commits < 200  # grouped: the records waiting for the writer go in one transaction
+    await led.aclose()
 
 
-async def test_a_failed_flush_keeps_the_totals(tmp_path: Path) -> None:
-    led = UsageLedger(tmp_path / "gw.db", flush_interval_s=3600)
+async def test_a_failed_commit_is_reported_and_the_totals_kept(tmp_path: Path) -> None:
+    led = UsageLedger(tmp_path / "gw.db", busy_timeout_s=0.0)
     await led.record("alice", "qwen", 5, 5)
     blocker = sqlite3.connect(tmp_path / "gw.db", timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")
-    led._conn.execute("PRAGMA busy_timeout=0")
     with pytest.raises(sqlite3.OperationalError):
-        led.flush()
+        await led.record("alice", "qwen", 1, 1)
     blocker.execute("ROLLBACK")
     blocker.close()
-    await led.record("alice", "qwen", 1, 1)
+    await led.record("alice", "qwen", 1, 1)  # the kept totals go with the next commit
+    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 3, 7, 7)]
     await led.aclose()
-    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 2, 6, 6)]
+
+
+async def test_a_cancelled_record_is_still_written(tmp_path: Path) -> None:
+    led = UsageLedger(tmp_path / "gw.db")
+    task = asyncio.ensure_future(led.record("alice", "qwen", 1, 1))
+    await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await led.aclose()
+    assert _stored(tmp_path / "gw.db") == [("alice", "qwen", 1, 1, 1)]
 
 
 def test_since_filter(ledger: UsageLedger) -> None:

@@ -134,3 +134,16 @@ async def test_catalog_learns_upstream_ids_once_per_ttl() -> None:
     assert len(pool.calls) == 3  # cached
     ids = [e["id"] for e in await catalog.listing(frozenset({"qwen3-coder", "office-llm-model"}))]
     assert ids == ["qwen3-coder", UP, "office-llm-model"]
+
+
+def test_permission_follows_the_alias_not_the_model_name() -> None:
+    """Issue 11: a key allowed alias ``a`` -> (U1, X) may not use alias ``b`` -> (U2, X)."""
+    m = ModelMap({"a": ModelRoute("u1", "X"), "b": ModelRoute("u2", "X")})
+    assert m.resolve("a", frozenset({"a"})).upstream == "u1"
+    with pytest.raises(ModelNotFoundError):
+        m.resolve("b", frozenset({"a"}))
+    assert m.resolve("X", frozenset({"a"})).upstream == "u1"  # X's own id reaches u1
+    with pytest.raises(ModelNotFoundError):
+        m.resolve("X", frozenset({"b"}))  # ... which ``b`` does not grant
+    listed = [e["id"] for e in m.listing({}, frozenset({"a"}), now=1)]
+    assert listed == ["a", "X"]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from gateway.errors import InvalidRequestError
-from gateway.request_body import json_kind, parse_body
+from gateway.request_body import (
+    LARGE_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    json_kind,
+    parse_body,
+    parse_body_async,
+)
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -81,9 +88,46 @@ def test_nan_and_infinity_are_not_json(constant: str) -> None:
     assert "not valid JSON" in info.value.message
 
 
-def test_deeply_nested_body_is_invalid_json_not_a_crash() -> None:
-    with pytest.raises(InvalidRequestError, match="not valid JSON"):
-        parse_body(b"[" * 100_000 + b"]" * 100_000, CHAT)
+def nested(depth: int) -> bytes:
+    """A chat body whose ``messages[0].content`` nests ``depth`` levels in all."""
+    inner = b"[" * (depth - 3) + b"]" * (depth - 3)
+    return b'{"model":"m","messages":[{"role":"user","content":' + inner + b"}]}"
+
+
+def test_deeply_nested_body_is_refused_naming_the_limit() -> None:
+    assert parse_body(nested(MAX_JSON_DEPTH), CHAT)["model"] == "m"
+    for depth in (MAX_JSON_DEPTH + 1, 900, 100_000):  # 100 000: past the recursion limit
+        with pytest.raises(InvalidRequestError) as info:
+            parse_body(nested(depth), CHAT)
+        assert info.value.message == (
+            f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels, the gateway's limit."
+        )
+        assert info.value.code == "json_too_deep"
+
+
+async def test_large_bodies_are_parsed_off_the_loop_one_at_a_time() -> None:
+    """Issue 11 (4): json.loads holds the GIL, so a large parse in a thread still stops the loop
+    while it runs; what the thread and the one-at-a-time cap buy is that the loop runs between
+    large parses. Here a tiny task (a /healthz) is done before the last of several parses."""
+    part = [{"type": "text", "text": "w"}]
+    messages = [{"role": "user", "content": part} for _ in range(30_000)]
+    big = raw({"model": "m", "messages": messages})
+    assert len(big) > 4 * LARGE_BODY_BYTES
+    done: list[str] = []
+
+    async def parse(i: int) -> None:
+        body = await parse_body_async(big, CHAT)
+        assert len(body["messages"]) == 30_000
+        done.append(f"parse{i}")
+
+    async def healthz() -> None:
+        await asyncio.sleep(0)
+        done.append("healthz")
+
+    await asyncio.gather(*(parse(i) for i in range(4)), healthz())
+    assert done.index("healthz") < 3, done
+    small = await parse_body_async(raw({"model": "m", "messages": MESSAGES}), CHAT)
+    assert small["messages"] == MESSAGES
 
 
 def test_json_kind() -> None:
