@@ -164,12 +164,6 @@ def test_upstream_body_is_the_reencoded_reference(case: tuple[str, Any], encode:
         assert out == raw  # nothing to change: the client's very bytes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/body_rewrite.py rename_model: when the top-level member is not written as "
-    '"model":"<alias>" (a space before the colon, or an escaped key) but a nested object holds '
-    "exactly that pair, the NESTED one is renamed and the upstream gets the alias as its model",
-)
 @FUZZ
 @given(case=api_bodies(), space=st.sampled_from([" ", "\t", "\n"]))
 @example(

@@ -264,8 +264,10 @@ async def test_deeply_nested_jwt_header_is_a_401_without_traceback(
     log = AccessLog(tmp_path / "access.log")
     table = {
         "server": {"cert": "c", "key": "k"},
-        "tunnel": {"cert": "c", "key": "k", "ca": "a", "allowed_connectors": ["o"]},
-    }
+        "tunnel": {
+            "cert": "c", "key": "k", "ca": "a", "crl": False, "allowed_connectors": ["o"]
+        },
+    }  # fmt: skip
     cfg = config_from_table(table, tmp_path / "gateway.toml")
     app = create_app(
         cfg, FakePool(), authenticator, FakeLimiter(), FakeLedger(),  # type: ignore[arg-type]
