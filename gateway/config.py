@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class TableReader:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(key, f"expected a finite number, got {value!r}")
         if value < minimum:
             raise self.fail(key, f"must be at least {minimum}, got {value}")
         return float(value)
@@ -113,11 +116,17 @@ class TableReader:
         value = self.string(key, default)
         if not value:
             raise self.fail(key, "expected a file path, got an empty string")
-        return resolve_path(value, self.base_dir)
+        return self.resolved(key, value)
 
     def optional_path(self, key: str) -> Path | None:
         value = self.optional_string(key)
-        return None if value is None else resolve_path(value, self.base_dir)
+        return None if value is None else self.resolved(key, value)
+
+    def resolved(self, key: str, value: str) -> Path:
+        try:
+            return resolve_path(value, self.base_dir)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
 
     def listen(self, key: str, default: object = REQUIRED) -> tuple[str, int]:
         value = self.string(key, default)
@@ -148,7 +157,11 @@ class TableReader:
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:
-    path = Path(value).expanduser()
+    """``value`` with ``~`` expanded, relative to ``base_dir``; ValueError for ``~unknown``."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # "~name" of a user this system does not know
+        raise ValueError(f"{value!r} names the home of an unknown user") from None
     return path if path.is_absolute() else base_dir / path
 
 
@@ -266,6 +279,8 @@ def load_config(path: Path) -> GatewayConfig:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return config_from_table(data, path.resolve())
 
 
@@ -380,7 +395,7 @@ def _models(r: TableReader) -> dict[str, ModelRoute]:
 def _log(r: TableReader) -> LogConfig:
     target = r.string("access_log", "")
     cfg = LogConfig(
-        access_log=None if target in ("", "-", "stderr") else resolve_path(target, r.base_dir),
+        access_log=None if target in ("", "-", "stderr") else r.resolved("access_log", target),
         level=r.string("level", "info").lower(),
         log_prompts=r.boolean("log_prompts", False),
     )

@@ -151,9 +151,13 @@ class Services:
             latency_s=time.perf_counter() - ex.started,
             ttfb_s=ex.ttfb_s,
         )
+        self.log(record, ex.prompt)
+
+    def log(self, record: RequestRecord, prompt: object = None) -> None:
+        """One request's count in the metrics and its access-log line (never raising)."""
         self.metrics.observe(record)
         try:
-            self.access_log.write(record, ex.prompt)
+            self.access_log.write(record, prompt)
         except (OSError, ValueError):
             log.exception("writing the access log failed")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gateway.auth import AuthError
 from gateway.body_rewrite import client_asked_usage, upstream_body, wants_stream
 from gateway.errors import GatewayError, openai_error
 from gateway.identity import Identity
+from gateway.metrics import RequestRecord
 from gateway.models import ModelCatalog, ResolvedModel
 from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
 from gateway.ratelimit import RateLimited, estimate_tokens
@@ -118,8 +120,11 @@ class OpenAIRoutes:
         app.add_url_rule("/v1/models/<path:model_id>", "model", self.get_model, methods=["GET"])
 
     async def _not_served(self) -> Response:
-        log.error("POST %s reached Quart: the API fast path is not installed", request.path)
-        return openai_error(500, "The gateway failed to handle the request.", "server_error")
+        """A POST the fast path did not take although Quart's rule matches: a path that is not
+        written exactly as the route (``//v1/chat/completions``, an absolute URI). OpenAI's
+        answer to a path it does not serve, rather than a guess at what was meant."""
+        target = f"{request.method} {request.full_path.rstrip('?')}"
+        return openai_error(404, f"Invalid URL ({target})", "invalid_request_error")
 
     async def _identity(self) -> Identity:
         return await self.auth.authenticate(request.headers.get("authorization"))
@@ -128,21 +133,27 @@ class OpenAIRoutes:
     async def handle_call(self, call: ApiCall) -> AsyncIterator[Response]:
         """Auth -> body -> model -> limits -> forward, for one API request: the answer is sent
         inside the ``async with``; its end gives back what the request took."""
+        started = time.perf_counter()
         try:
             identity = await self.auth.authenticate(call.authorization)
         except AuthError as exc:
             await call.drain(self.max_body_bytes)
+            self._log_refusal(call, started, 401)
             yield auth_error(exc)
             return
+        model = "-"  # the client's own name for a model it may not use is not a label
         try:
             raw = await call.read_body(self.max_body_bytes)
             body = await parse_body_async(raw, call.route)
             resolved = await self.catalog.resolve(body["model"], identity.models)
+            model = resolved.name
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except RateLimited as exc:
+            self._log_refusal(call, started, 429, identity.name, model)
             yield rate_limit_error(exc)
             return
         except GatewayError as exc:
+            self._log_refusal(call, started, exc.status, identity.name, model)
             yield exc.to_response(await self._limit_headers(identity))
             return
         # admitted: from here on, the finally below is the one place that gives back
@@ -164,6 +175,26 @@ class OpenAIRoutes:
             raise
         finally:
             await self.forwarder.s.finish(ex)
+
+    def _log_refusal(
+        self, call: ApiCall, started: float, status: int, identity: str = "-", model: str = "-"
+    ) -> None:
+        """A request answered before admission (401, 400, 404, 413, 429) is still one access-log
+        line and one count in ``gateway_requests_total``, with no tokens."""
+        record = RequestRecord(
+            request_id=call.request_id,
+            route=call.route,
+            model=model,
+            status=status,
+            identity=identity,
+            remote=call.remote,
+            stream=False,
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=time.perf_counter() - started,
+            ttfb_s=None,
+        )
+        self.forwarder.s.log(record)
 
     async def _forward(
         self, ex: Exchange, call: ApiCall, raw: bytes, body: Json, resolved: ResolvedModel

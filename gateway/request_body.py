@@ -3,7 +3,10 @@
 Only what the gateway itself relies on or what an upstream would choke on is checked: the
 required field of each route and its type, ``model``, ``stream``, ``stream_options``. Every
 other field passes through untouched. ``NaN`` / ``Infinity`` are not JSON and are refused, and
-so is nesting deeper than :data:`MAX_JSON_DEPTH`.
+so is nesting deeper than :data:`MAX_JSON_DEPTH`. The body must be UTF-8 (RFC 8259 8.1: Python
+would also take UTF-16 and UTF-32, which the gateway cannot rewrite as bytes) and its strings
+must be Unicode text: a lone UTF-16 surrogate (``"\ud800"``) can be neither re-encoded nor read
+by most upstreams, so it is a 400 whether or not the body needs re-encoding.
 
 :func:`parse_body_async` parses a body of :data:`LARGE_BODY_BYTES` or more in a worker thread,
 one such body at a time. ``json.loads`` holds the GIL for the whole document, so the event loop
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, NoReturn
 
@@ -47,6 +51,9 @@ ROUTE_FIELDS: Final = {
     "/v1/embeddings": ("model", "input"),
     "/v1/responses": ("model", "input", "stream"),
 }
+#: where a surrogate may hide: a \uD800-\uDFFF escape, or its bytes let through by json's
+#: ``surrogatepass`` decoding; only bodies that have one pay for the exact check
+_SURROGATE_HINT: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _JSON_NAMES: Final = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}
 
 
@@ -91,6 +98,8 @@ async def parse_body_async(raw: bytes, route: str) -> Json:
 
 def parse_body(raw: bytes, route: str) -> Json:
     """The JSON object of an API request; 400 naming the ``param`` when it is not usable."""
+    if json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+        raise invalid("The request body must be UTF-8 encoded JSON.", None, "invalid_encoding")
     try:
         body = _loads(raw)
     except RecursionError:  # nesting past the interpreter's recursion limit (~1000)
@@ -104,6 +113,13 @@ def parse_body(raw: bytes, route: str) -> Json:
         raise too_deep()
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    if _SURROGATE_HINT.search(raw) and has_lone_surrogate(body):
+        raise invalid(
+            "The request body is not valid Unicode text: a string holds a lone UTF-16 surrogate "
+            "(such as \\ud800).",
+            None,
+            "invalid_unicode",
+        )
     for name in REQUIRED_FIELDS.get(route, ("model",)):
         if body.get(name) is None:
             raise invalid(
@@ -128,6 +144,16 @@ def _loads(raw: bytes) -> object:
         return json.loads(raw, parse_constant=_no_constant)
     finally:
         gc.enable()
+
+
+def has_lone_surrogate(body: Json) -> bool:
+    """Whether a string anywhere in ``body`` (keys included) holds an unpaired surrogate (the
+    C encoder finds it at the cost of one encoding; paired ``\\ud83d\\ude00`` is an emoji)."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _may_nest_deeper(raw: bytes) -> bool:

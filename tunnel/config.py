@@ -7,6 +7,7 @@ relative to the config file.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,7 +67,10 @@ class _Reader:
             if required:
                 raise self.fail(key, "must not be empty")
             return None
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # "~name" of a user this system does not know
+            raise self.fail(key, f"{value!r} names the home of an unknown user") from None
         return path if path.is_absolute() else self._base_dir / path
 
     def req_path(self, key: str) -> Path:
@@ -78,6 +82,8 @@ class _Reader:
         value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise self.fail(key, "must be a positive number")
+        if not math.isfinite(value):
+            raise self.fail(key, "must be a finite number")
         return float(value)
 
     def count(self, key: str, default: int, minimum: int = 1) -> int:
@@ -203,6 +209,8 @@ class ConnectorConfig:
             raise ConfigError(f"{where}not valid UTF-8: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}not valid TOML: nested too deeply") from None
         return cls.from_dict(data, path.resolve().parent, where=where, source=path)
 
     @classmethod

@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -204,11 +203,6 @@ def test_the_base_documents_are_valid() -> None:
     assert connector_outcome(json.loads(json.dumps(CONNECTOR))) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Path.expanduser raises RuntimeError for '~name' of an unknown user; gateway/config.py "
-    "resolve_path and tunnel/config.py _Reader.path let it through instead of a ConfigError",
-)
 @FUZZ
 @given(
     which=st.sampled_from(["gateway", "connector"]),
@@ -222,12 +216,6 @@ def test_a_tilde_user_path_is_a_config_error(which: str, value: str) -> None:
         connector_outcome({**CONNECTOR, "gateway": {**CONNECTOR["gateway"], "ca": value}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/config.py TableReader.number and tunnel/config.py _Reader.positive accept "
-    "nan (TOML allows it): 'nan < minimum' and 'nan <= 0' are False, so e.g. "
-    "server.sse_keepalive_s = nan or tunnel.ping_interval_s = nan load",
-)
 @FUZZ
 @given(
     where=st.sampled_from(["server.sse_keepalive_s", "tunnel.ping_interval_s", "connector"]),
@@ -307,11 +295,6 @@ def test_any_file_gives_a_config_or_a_config_error(raw: bytes) -> None:
     load_both(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tomllib raises RecursionError (not TOMLDecodeError) on deeply nested arrays or inline "
-    "tables; gateway/config.py load_config and ConnectorConfig.load let it through",
-)
 @FUZZ
 @given(depth=st.integers(1000, 3000), kind=st.sampled_from(["array", "table"]))
 @example(depth=1000, kind="array")  # a = [[[[...]]]]

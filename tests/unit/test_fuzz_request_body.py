@@ -182,39 +182,30 @@ def test_upstream_body_renames_the_top_level_model_however_it_is_written(
     assert json.loads(out) == reference(body, route, resolved)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/body_rewrite.py _reencoded: json.dumps(ensure_ascii=False).encode() raises "
-    "UnicodeEncodeError on a lone surrogate (a JSON '\\ud800' escape) when the body must be "
-    "re-encoded (the gateway answers 500)",
-)
 @FUZZ
 @given(case=api_bodies(), lone=st.integers(0xD800, 0xDFFF).map(chr))
 @example(case=(CHAT, {"model": "qwen3-coder", "metadata": {"model": "qwen3-coder"}}), lone="\ud800")
-def test_upstream_body_takes_a_lone_surrogate(case: tuple[str, Any], lone: str) -> None:
+def test_a_lone_surrogate_is_a_400_before_any_rewrite(case: tuple[str, Any], lone: str) -> None:
     route, obj = case
     obj = {**obj, "messages": [{"role": "user"}]} if route == CHAT else obj
     obj = {**obj, "metadata": {"model": obj["model"]}, "x": lone}  # two pairs: re-encoded
     raw = json.dumps(obj).encode()  # ensure_ascii: the surrogate travels as an escape
-    resolved = RENAMED if obj["model"] == "qwen3-coder" else SAME
-    body, out = send(raw, route, resolved)
-    assert json.loads(out) == reference(body, route, resolved)
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_body(raw, route)
+    assert caught.value.code == "invalid_unicode"
+    paired = json.dumps({**obj, "x": "\U0001f600"}).encode()  # an emoji: a surrogate pair
+    assert parse_body(paired, route)["x"] == "\U0001f600"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/body_rewrite.py insert_first_member inserts UTF-8 bytes into a body that "
-    "json.loads accepted as UTF-16/UTF-32 (no BOM): a streamed body whose model needs no rename "
-    "reaches the upstream as mixed-encoding garbage",
-)
 @FUZZ
 @given(codec=st.sampled_from(["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"]))
 @example(codec="utf-16-le")
-def test_upstream_body_of_a_utf16_body_is_json(codec: str) -> None:
+def test_a_utf16_or_utf32_body_is_a_400(codec: str) -> None:
     obj = {"model": UP, "stream": True, "prompt": "x"}
     raw = json.dumps(obj).encode(codec)
-    body, out = send(raw, "/v1/completions", SAME)
-    assert json.loads(out) == reference(body, "/v1/completions", SAME)
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_body(raw, "/v1/completions")
+    assert caught.value.code == "invalid_encoding"
 
 
 @FUZZ

@@ -104,14 +104,29 @@ async def test_cancelled_while_the_upstream_thinks_is_charged_the_prompt(rig: Ri
     assert last_line(rig)["status"] == 499
 
 
-async def test_a_lone_surrogate_that_needs_re_encoding_is_400(rig: Rig) -> None:
+async def test_a_lone_surrogate_is_400_before_admission(rig: Rig) -> None:
     raw = b'{"model" : "qwen3-coder", "messages": [{"role": "user", "content": "\\ud800"}]}'
     client = AsgiClient([{"type": "http.request", "body": raw, "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
     assert client.sent[0]["status"] == 400
-    assert json.loads(client.sent[1]["body"])["error"]["type"] == "invalid_request_error"
-    assert rig.limiter.admissions[0].released
+    assert json.loads(client.sent[1]["body"])["error"]["code"] == "invalid_unicode"
+    assert not rig.limiter.admissions  # refused before it took a slot or a request
     assert last_line(rig)["status"] == 400
+
+
+async def test_an_exception_after_admission_gives_the_slot_back(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> bytes:
+        raise RuntimeError("a bug between admission and the upstream")
+
+    monkeypatch.setattr("gateway.openai_routes.upstream_body", broken)
+    raw = json.dumps(CHAT).encode()
+    client = AsgiClient([{"type": "http.request", "body": raw, "more_body": False}])
+    await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)
+    assert client.sent[0]["status"] == 500
+    assert rig.limiter.admissions[0].released
+    assert last_line(rig)["status"] == 500
 
 
 def test_body_rewriter_renames_across_pieces_and_reads_usage() -> None:
