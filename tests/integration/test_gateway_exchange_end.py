@@ -288,7 +288,9 @@ async def test_a_slow_reader_holds_back_a_large_answer(tmp_path: Path) -> None:
         answer = json.loads(data)
         assert answer["model"] == "qwen3-coder"
         assert len(answer["choices"][0]["message"]["content"]) == chunks * piece
-        line = await wait_access_line(rig, 1)  # the 429, refused before admission, logs none
+        refused = await wait_access_line(rig, 1)  # the 429 is logged when it is answered
+        assert refused["status"] == 429
+        line = await wait_access_line(rig, 2)
         assert line["status"] == 200
         assert line["completion_tokens"] == chunks
 
