@@ -5,7 +5,9 @@ place that gives it all back (:meth:`Services.finish`).
 status and the usage; :meth:`gateway.openai_routes.OpenAIRoutes.handle_call` calls
 :meth:`Services.finish` from the ``finally`` that spans the request from admission to the last
 byte handed to the server. It closes the tunnel stream, frees the concurrency slot, charges the
-tokens and writes the ledger, metrics and access log, once.
+tokens and writes the ledger, metrics and access log, once. An answer that completes is settled
+(tokens charged, ledger row committed) just before its last bytes leave, so that what a client
+has seen is in the ledger even if the gateway is killed right after.
 
 Tokens of a client that left (499): the upstream's ``usage`` when it came; otherwise the prompt
 estimated from the request (:func:`gateway.ratelimit.estimate_prompt_tokens`, characters / 4)
@@ -72,6 +74,7 @@ class Exchange:
     upstream: TunnelResponse | None = None  # the tunnel stream, closed by finish
     pending: asyncio.Future[TunnelResponse] | None = None  # a head still awaited
     relayed_events: int = 0
+    _settled: bool = False
     _finished: bool = False
 
     def first_byte(self) -> None:
@@ -122,22 +125,36 @@ class Services:
     keepalive_s: float
     upstream_timeout_s: float
 
-    async def finish(self, ex: Exchange) -> None:
-        """Close the tunnel stream, free the slot, charge, record: once per request, never
-        raising. A 499 is in the ledger even when nothing could be charged."""
-        if ex._finished:
+    async def settle(self, ex: Exchange) -> None:
+        """Charge the tokens and commit the ledger row, once. An answer that completes calls
+        this before its last bytes go out, so a row the client has seen survives a crash of the
+        gateway; :meth:`finish` calls it for every other ending. A 499 is in the ledger even
+        when nothing could be charged."""
+        if ex._settled:
             return
-        ex._finished = True
-        await close_upstream(ex)
+        ex._settled = True
         prompt, completion = charged_tokens(ex)
         try:
-            await ex.admission.release()
             if prompt or completion:
                 await ex.admission.charge(prompt, completion)
             if prompt or completion or ex.status == 499:
                 await self.ledger.record(ex.identity, ex.model, prompt, completion)
         except Exception:
             log.exception("accounting for request %s failed", ex.request_id)
+
+    async def finish(self, ex: Exchange) -> None:
+        """After the last byte was handed to the server (or the request ended otherwise): close
+        the tunnel stream, free the slot, settle, log; once per request, never raising."""
+        if ex._finished:
+            return
+        ex._finished = True
+        await close_upstream(ex)
+        try:
+            await ex.admission.release()
+        except Exception:
+            log.exception("freeing the slot of request %s failed", ex.request_id)
+        await self.settle(ex)
+        prompt, completion = charged_tokens(ex)
         record = RequestRecord(
             request_id=ex.request_id,
             route=ex.route,

@@ -219,6 +219,7 @@ class Forwarder:
         if complete:
             if ok:
                 data, ex.usage = rewrite_json_body(data, pairs)
+            await self.s.settle(ex)
             return Response(data, status=response.status, content_type=ctype)
         rewriter = BodyRewriter(pairs if ok else ())
         answer = Response(self._relay(ex, response, rewriter, data), response.status)
@@ -259,6 +260,7 @@ class Forwarder:
                 yield out
         tail = rewriter.flush()
         ex.usage = rewriter.usage
+        await self.s.settle(ex)
         if tail:
             yield tail
 
@@ -348,6 +350,8 @@ class Forwarder:
                     ex.relayed_events += out.count(b"data:")  # ~ one token each (see above)
                     yield out
             tail = rewriter.flush()
+            ex.usage = rewriter.usage
+            await self.s.settle(ex)
             if tail:
                 yield tail
         except TunnelError as exc:

@@ -138,7 +138,18 @@ class GatewayRig:
 
     def access_lines(self) -> list[dict[str, Any]]:
         path = self.tmp / "access.log"
+        if not path.exists():
+            return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    async def wait_access_lines(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The access log once it has ``count`` lines: a line is written just after the answer's
+        last byte went out, so it may trail the client's view of the answer by a moment."""
+        deadline = time.monotonic() + timeout
+        while len(lines := self.access_lines()) < count:
+            assert time.monotonic() < deadline, f"{len(lines)} access-log lines, not {count}"
+            await asyncio.sleep(0.02)
+        return lines
 
 
 @contextlib.asynccontextmanager
@@ -202,7 +213,7 @@ async def test_chat_models_and_access_log(rig: GatewayRig) -> None:
     assert only == ["embed", "text-embedding-test"]
     assert (await client.models.retrieve("qwen3-coder")).id == "qwen3-coder"
 
-    line = rig.access_lines()[0]
+    line = (await rig.wait_access_lines(1))[0]
     assert line["identity"] == "alice"
     assert line["model"] == "qwen3-coder"
     assert line["route"] == "/v1/chat/completions"
@@ -236,8 +247,7 @@ async def test_streamed_chat_is_paced_like_the_upstream(rig: GatewayRig) -> None
     assert all(c.choices for c in chunks), "the usage chunk the client did not ask for leaked"
     sent = rig.standin.requests[-1].body
     assert sent["stream_options"] == {"include_usage": True}
-    await asyncio.sleep(0.1)
-    assert rig.access_lines()[-1]["completion_tokens"] == 6
+    assert (await rig.wait_access_lines(1))[-1]["completion_tokens"] == 6
 
 
 async def test_streamed_chat_with_usage_the_client_asked_for(rig: GatewayRig) -> None:
@@ -272,8 +282,7 @@ async def test_streamed_completions_embeddings_and_responses(rig: GatewayRig) ->
     done = [e for e in events if e.type == "response.completed"]
     assert done
     assert done[0].response.model == "qwen3-coder"
-    await asyncio.sleep(0.1)
-    lines = rig.access_lines()
+    lines = await rig.wait_access_lines(4)
     assert [line["route"] for line in lines] == [
         "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/responses",
     ]  # fmt: skip
@@ -404,8 +413,7 @@ async def test_client_disconnect_cancels_the_upstream_within_a_second(rig: Gatew
     assert record.ended_ns is not None
     assert record.chunks_sent < 20
     assert time.monotonic() - left < 1.0
-    await asyncio.sleep(0.2)
-    assert rig.access_lines()[-1]["status"] == 499
+    assert (await rig.wait_access_lines(1))[-1]["status"] == 499
 
 
 async def test_keepalive_comments_while_the_model_thinks(rig: GatewayRig) -> None:

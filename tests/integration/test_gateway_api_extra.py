@@ -116,7 +116,8 @@ async def test_metrics_after_a_chat_and_a_stream(rig: GatewayRig) -> None:
         deadline = time.monotonic() + 5.0
         while True:  # the stream's accounting runs just after its last byte went out
             text = (await plain.get(admin)).text
-            if metric(text, "gateway_active_streams") == 0.0 or time.monotonic() > deadline:
+            counted = f"gateway_request_duration_seconds_count{{{route}}} 2.0" in text
+            if counted or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
     assert metric(text, "gateway_active_streams") == 0.0
