@@ -303,7 +303,9 @@ async def test_a_stalled_tunnel_is_closed_and_the_connector_comes_back(
     async with rig(tmp_path, gateway=quick) as r:
         gateway, office = r.pair()
         first = r.listener.status().tunnels[0].tunnel_id
-        monkeypatch.setattr(office, "ack", lambda *_args: None)  # a peer that never gives back
+        # a peer that never gives credit back, at either level
+        monkeypatch.setattr(office, "ack", lambda *_args: None)
+        monkeypatch.setattr(office.conn, "credit_connection", lambda *_args: None)
         uploads = [
             asyncio.create_task(r.request("POST", "/v1/answer", big_body(8 * MIB)))
             for _ in range(6)  # 6 stream windows of 4 MiB > the 16 MiB connection window
