@@ -129,8 +129,9 @@ class _Connection(h2.connection.H2Connection):
     # buffer and the stream level when the consumer reads it (docs/tunnel.md, *Flow control*).
     # These methods, ``window_state`` and ``announce_given_back`` are the only code that touches
     # h2's window managers (private in h2 4.x: ``_inbound_flow_control_window_manager`` for the
-    # connection, ``H2Stream._inbound_window_manager`` behind ``H2Stream.acknowledge_received_data``)
-    # and ``_prepare_for_sending``, which queues the WINDOW_UPDATE frames they produce.
+    # connection; ``H2Stream._inbound_window_manager``, reached through the stream's
+    # ``acknowledge_received_data``) and ``_prepare_for_sending``, which queues the WINDOW_UPDATE
+    # frames they produce.
     def credit_connection(self, nbytes: int) -> None:
         """Give ``nbytes`` back to the connection window only (WINDOW_UPDATE on stream 0, sent
         by h2's rule: once half the window is given back, or at once when it is shut)."""
