@@ -355,6 +355,9 @@ async def test_clients_that_stop_reading_hold_back_only_their_own_streams(tmp_pa
         assert office.stalled is None
         assert r.listener.status().stalls_total == 0
         assert gateway.window_state().inbound_held == 0
+        (info,) = r.listener.status().tunnels
+        assert info.inbound_buffered == 5 * SETTINGS.stream_window  # each holds its own window
+        assert info.inbound_window > 0
         for response in unread:
             total = 0
             while piece := await response.read():
