@@ -5,9 +5,8 @@ Received DATA goes back to the connection window on arrival (the session does it
 stream's window only when the consumer takes it, so a stream buffers at most its window and a slow
 reader stops only its own sender; whatever is still unread when the stream ends is given back then,
 by :meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
-failure). ``send_now`` queues a whole
-small message at once (no task, no wait), so a request's HEADERS and DATA leave in one write and
-the peer sees the body complete.
+failure). ``send_now`` queues a whole small message at once (no task, no wait), so a request's
+HEADERS and DATA leave in one write and the peer sees the body complete.
 """
 
 from __future__ import annotations
