@@ -26,8 +26,9 @@ class TunnelInfo:
     stalled: str | None = None
     # the connection-level flow-control windows (RFC 9113 6.9), in bytes, seen from the gateway
     inbound_window: int = 0  # what the connector may still send
-    inbound_held: int = 0  # received from the connector and not given back yet
+    inbound_held: int = 0  # received from the connector, not given back (lost credit if it stays)
     outbound_window: int = 0  # what the gateway may still send to the connector
+    inbound_buffered: int = 0  # answers received and not read yet (at most 4 MiB per stream)
 
 
 @dataclass(frozen=True, slots=True)

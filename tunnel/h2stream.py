@@ -1,12 +1,12 @@
 """One HTTP/2 stream of a :class:`tunnel.session.Session`: its head, its flow-controlled inbound
 body, and sending under the peer's window.
 
-Received DATA is acknowledged (flow control) only when the consumer takes it, so a stream buffers
-at most its window; whatever is still unread when the stream ends is given back then, by
-:meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
-failure), so that no ending shrinks the connection window for good. ``send_now`` queues a whole
-small message at once (no task, no wait), so a request's HEADERS and DATA leave in one write and
-the peer sees the body complete.
+Received DATA goes back to the connection window on arrival (the session does it), and to the
+stream's window only when the consumer takes it, so a stream buffers at most its window and a slow
+reader stops only its own sender; whatever is still unread when the stream ends is given back then,
+by :meth:`Stream._give_back`, the one place every ending goes through (reset, peer reset, session
+failure). ``send_now`` queues a whole small message at once (no task, no wait), so a request's
+HEADERS and DATA leave in one write and the peer sees the body complete.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ class Stream:
 
     def has_data(self) -> bool:
         return bool(self._chunks)
+
+    @property
+    def buffered(self) -> int:
+        """Flow-controlled bytes received and not read yet (at most the stream window)."""
+        return sum(flow for _, flow in self._chunks)
 
     def take_complete_body(self) -> bytes | None:
         """The whole request body when it has already arrived (END_STREAM seen), else None."""
@@ -104,9 +109,10 @@ class Stream:
         self._window.set()
 
     def _give_back(self) -> None:
-        """Acknowledge every byte still buffered (RFC 9113 6.9: DATA counts against the
-        connection window until acknowledged, read or not)."""
-        size = sum(flow for _, flow in self._chunks)
+        """Drop what is still buffered and give it back to the stream window (the connection
+        window had it back on arrival); for a stream that goes on, e.g. a half-closed one
+        whose consumer took the whole body at once, the peer may then send more."""
+        size = self.buffered
         self._chunks.clear()
         self.session.ack(self.stream_id, size)
 

@@ -122,6 +122,7 @@ class Tunnel:
             inbound_window=windows.inbound,
             inbound_held=windows.inbound_held,
             outbound_window=windows.outbound,
+            inbound_buffered=windows.inbound_buffered,
         )
 
 

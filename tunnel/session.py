@@ -5,7 +5,8 @@ sends whatever ``h2`` has queued (so many events or sends coalesce into one writ
 never blocks on a full socket); one pinger task sends PINGs and declares the peer dead when no
 answer comes. The first failure is sticky: every stream on the session fails with
 :class:`StreamResetError` at once. Per-stream bodies are bounded by flow control: received DATA is
-acknowledged only when the consumer takes it, so a slow reader stops the sender.
+given back to the connection window as soon as it lands in a live stream's buffer, and to the
+stream's window only when the consumer takes it: a slow reader stops its own sender and no other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import h2.config
 import h2.connection
@@ -26,7 +27,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 from h2.stream import StreamClosedBy
 from h2.utilities import SizeLimitDict
-from hyperframe.frame import DataFrame, GoAwayFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, WindowUpdateFrame
 
 from tunnel.h2stream import Stream
 from tunnel.stall import StallWatch, WindowSample
@@ -71,9 +72,13 @@ class WindowState:
     """The connection-level flow-control windows of one session (RFC 9113 6.9), in bytes."""
 
     inbound: int  # what the peer may still send us before our next WINDOW_UPDATE
-    inbound_held: int  # received and not given back yet: unread, or lost (a leak)
+    #: received and not given back to the connection window: 0 at rest and also while streams
+    #: hold unread DATA (given back on arrival); more, for long, is lost credit (a leak)
+    inbound_held: int
     inbound_full: int  # the connection window we advertise
     outbound: int  # what we may still send before the peer's next WINDOW_UPDATE
+    #: received into live streams and not read yet (each at most its stream window)
+    inbound_buffered: int = 0
 
     @property
     def full(self) -> bool:
@@ -118,6 +123,29 @@ class _Connection(h2.connection.H2Connection):
         event.last_stream_id = frame.last_stream_id
         event.additional_data = frame.additional_data or None
         return [], [event]
+
+    # Flow-control credit, one level at a time. h2's ``acknowledge_received_data`` gives both
+    # levels back at once; we give the connection level back when DATA lands in a live stream's
+    # buffer and the stream level when the consumer reads it (docs/tunnel.md, *Flow control*).
+    # These methods, ``window_state`` and ``announce_given_back`` are the only code that touches
+    # h2's window managers (private in h2 4.x: ``_inbound_flow_control_window_manager`` for the
+    # connection; ``H2Stream._inbound_window_manager``, reached through the stream's
+    # ``acknowledge_received_data``) and ``_prepare_for_sending``, which queues the WINDOW_UPDATE
+    # frames they produce.
+    def credit_connection(self, nbytes: int) -> None:
+        """Give ``nbytes`` back to the connection window only (WINDOW_UPDATE on stream 0, sent
+        by h2's rule: once half the window is given back, or at once when it is shut)."""
+        increment = self._inbound_flow_control_window_manager.process_bytes(nbytes)
+        if increment:
+            frame = WindowUpdateFrame(0)
+            frame.window_increment = increment
+            self._prepare_for_sending([frame])
+
+    def credit_stream(self, stream_id: int, nbytes: int) -> None:
+        """Give ``nbytes`` back to one stream's window only (nothing for a closed stream)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.open:
+            self._prepare_for_sending(stream.acknowledge_received_data(nbytes))
 
     def window_state(self) -> WindowState:
         manager = self._inbound_flow_control_window_manager
@@ -277,8 +305,10 @@ class Session:
         }
 
     def window_state(self) -> WindowState:
-        """The connection windows both ways (for leak checks, the stall watchdog, metrics)."""
-        return self.conn.window_state()
+        """The connection windows both ways, and what live streams hold unread (for leak
+        checks, the stall watchdog, metrics)."""
+        buffered = sum(stream.buffered for stream in self._streams.values())
+        return replace(self.conn.window_state(), inbound_buffered=buffered)
 
     @property
     def alive(self) -> bool:
@@ -315,9 +345,10 @@ class Session:
             await self._room.wait()
 
     def ack(self, stream_id: int, nbytes: int) -> None:
+        """The consumer took (or dropped) ``nbytes`` of a stream's DATA: its stream window gets
+        them back. The connection window got them back on arrival (``_on_data``)."""
         if nbytes and self.alive:
-            self.conn.acknowledge_received_data(nbytes, stream_id)
-            self._given_back += nbytes
+            self.conn.credit_stream(stream_id, nbytes)
             self.wake_writer()
 
     def release(self, stream: Stream) -> None:
@@ -501,6 +532,7 @@ class Session:
         return WindowSample(
             now=time.monotonic(),
             inbound=state.inbound,
+            inbound_held=state.inbound_held,
             given_back=self._given_back,
             outbound=state.outbound,
             senders_waiting=any(s.waiting_for_window for s in self._streams.values()),
@@ -547,8 +579,13 @@ class Session:
             self._on_peer_goaway(event)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
+        """Connection credit goes back at once: a live stream's own window bounds what it
+        buffers, so a slow reader holds back only its stream (as Go's x/net/http2 and nghttp2
+        do). Stream credit goes back when the consumer reads (``Stream.read``)."""
         sid = event.stream_id or 0
         size = event.flow_controlled_length or 0
+        self.conn.credit_connection(size)
+        self._given_back += size
         stream = self._streams.get(sid)
         if stream is None:  # released already (ended both ways): nobody will read it
             self.ack(sid, size)

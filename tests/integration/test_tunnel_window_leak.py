@@ -303,7 +303,9 @@ async def test_a_stalled_tunnel_is_closed_and_the_connector_comes_back(
     async with rig(tmp_path, gateway=quick) as r:
         gateway, office = r.pair()
         first = r.listener.status().tunnels[0].tunnel_id
-        monkeypatch.setattr(office, "ack", lambda *_args: None)  # a peer that never gives back
+        # a peer that never gives credit back, at either level
+        monkeypatch.setattr(office, "ack", lambda *_args: None)
+        monkeypatch.setattr(office.conn, "credit_connection", lambda *_args: None)
         uploads = [
             asyncio.create_task(r.request("POST", "/v1/answer", big_body(8 * MIB)))
             for _ in range(6)  # 6 stream windows of 4 MiB > the 16 MiB connection window
@@ -325,3 +327,41 @@ async def test_a_stalled_tunnel_is_closed_and_the_connector_comes_back(
         resp = await r.request("POST", "/v1/answer?bytes=10", bytes(5 * MIB))
         assert dict(resp.headers)["x-received"] == str(5 * MIB)
         await resp.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_clients_that_stop_reading_hold_back_only_their_own_streams(tmp_path: Path) -> None:
+    # Five answers larger than a stream window, nobody reading them (suspended IDEs): 5 x 4 MiB
+    # would be more than the 16 MiB connection window if unread DATA kept connection credit.
+    quick = replace(SETTINGS, stall_timeout_s=0.5)
+    async with rig(tmp_path, gateway=quick, office=quick) as r:
+        gateway, office = r.pair()
+        unread = [await r.request("GET", f"/v1/answer?bytes={6 * MIB}") for _ in range(5)]
+        streams = [resp._stream for resp in unread]  # type: ignore[attr-defined]
+        await wait_until(
+            lambda: all(s.buffered == SETTINGS.stream_window for s in streams), 10.0, "full"
+        )
+        started = time.monotonic()
+        resp = await r.request("POST", f"/v1/answer?bytes={5 * MIB}", big_body(4 * MIB))
+        assert dict(resp.headers)["x-received"] == str(4 * MIB)
+        received = 0
+        while piece := await resp.read():
+            received += len(piece)
+        await resp.aclose()
+        assert received == 5 * MIB
+        assert time.monotonic() - started < 10.0
+        await asyncio.sleep(2.0)  # four stall timeouts with the five still unread
+        assert gateway.stalled is None
+        assert office.stalled is None
+        assert r.listener.status().stalls_total == 0
+        assert gateway.window_state().inbound_held == 0
+        (info,) = r.listener.status().tunnels
+        assert info.inbound_buffered == 5 * SETTINGS.stream_window  # each holds its own window
+        assert info.inbound_window > 0
+        for response in unread:
+            total = 0
+            while piece := await response.read():
+                total += len(piece)
+            await response.aclose()
+            assert total == 6 * MIB
+        await at_rest(r)

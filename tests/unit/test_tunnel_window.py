@@ -132,6 +132,12 @@ async def never_reads(stream: Stream) -> None:
     await asyncio.sleep(30)
 
 
+def leaks(session: Session) -> None:
+    """Make ``session`` lose every byte of credit it should give back, at both levels."""
+    session.conn.credit_connection = lambda _n: None  # type: ignore[method-assign]
+    session.ack = lambda _sid, _n: None  # type: ignore[method-assign]
+
+
 async def test_a_peer_that_never_gives_credit_back_gets_its_tunnel_closed() -> None:
     stalls: list[str] = []
     a, b = Pipe(), Pipe()
@@ -141,6 +147,7 @@ async def test_a_peer_that_never_gives_credit_back_gets_its_tunnel_closed() -> N
     server = Session(
         MemoryStream(b, a), client_side=False, settings=PATIENT, on_request=never_reads
     )
+    leaks(server)
     runs = [asyncio.create_task(client.run()), asyncio.create_task(server.run())]
     try:
         stream = client.open_stream(HEAD, end_stream=False)
@@ -158,10 +165,29 @@ async def test_a_peer_that_never_gives_credit_back_gets_its_tunnel_closed() -> N
         await asyncio.gather(*runs)
 
 
-async def test_a_receiver_holding_the_whole_window_closes_its_own_tunnel() -> None:
+async def test_a_receiver_that_never_reads_is_backpressure_not_a_stall() -> None:
+    # Its stream window is used up and stays so; the connection window had every byte back on
+    # arrival, so neither end's watchdog has anything to say, and the tunnel carries on.
+    async with pair(never_reads, TINY) as (client, server):
+        stream = client.open_stream(HEAD, end_stream=False)
+        sender = asyncio.create_task(stream.send_data(b"x" * 200_000, end_stream=True))
+        await until(lambda: stream.waiting_for_window, "the sender blocked")
+        await asyncio.sleep(4 * TINY.stall_timeout_s)
+        assert client.stalled is None
+        assert server.stalled is None
+        assert server.window_state().inbound_held == 0
+        assert server.window_state().inbound_buffered == TINY.stream_window
+        assert client.window_state().outbound == TINY.connection_window
+        assert not sender.done()
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_receiver_that_loses_credit_closes_its_own_tunnel() -> None:
     a, b = Pipe(), Pipe()
     client = Session(MemoryStream(a, b), client_side=True, settings=PATIENT)
     server = Session(MemoryStream(b, a), client_side=False, settings=TINY, on_request=never_reads)
+    leaks(server)
     runs = [asyncio.create_task(client.run()), asyncio.create_task(server.run())]
     try:
         stream = client.open_stream(HEAD, end_stream=False)
@@ -202,6 +228,7 @@ def test_the_watch_names_a_stall_only_once_it_lasts_without_progress() -> None:
     def sample(now: float, **kw: int | bool) -> WindowSample:
         values: dict[str, int | bool] = {
             "inbound": 100,
+            "inbound_held": 0,
             "given_back": 0,
             "outbound": 100,
             "senders_waiting": False,
@@ -210,11 +237,14 @@ def test_the_watch_names_a_stall_only_once_it_lasts_without_progress() -> None:
         values.update(kw)
         return WindowSample(now=now, **values)  # type: ignore[arg-type]
 
-    assert watch.check(sample(0.0, inbound=0)) is None
-    assert watch.check(sample(9.0, inbound=0)) is None
-    assert watch.check(sample(12.0, inbound=0, given_back=5)) is None  # progress: starts over
-    assert watch.check(sample(21.0, inbound=0, given_back=5)) is None
-    assert (watch.check(sample(22.5, inbound=0, given_back=5)) or "").startswith("inbound")
+    shut = {"inbound": 0, "inbound_held": 100}  # used up by bytes given back to no one
+    assert watch.check(sample(0.0, **shut)) is None
+    assert watch.check(sample(9.0, **shut)) is None
+    assert watch.check(sample(12.0, **shut, given_back=5)) is None  # progress: starts over
+    assert watch.check(sample(21.0, **shut, given_back=5)) is None
+    assert (watch.check(sample(22.5, **shut, given_back=5)) or "").startswith("inbound")
+    assert watch.check(sample(23.0, inbound=0)) is None  # all given back, yet to be announced
+    assert watch.check(sample(40.0, inbound=0)) is None
     assert watch.check(sample(30.0)) is None  # the window opened
     assert watch.check(sample(31.0, outbound=0)) is None  # nobody waits to send: no stall
     assert watch.check(sample(32.0, outbound=0, senders_waiting=True)) is None
