@@ -144,9 +144,16 @@ async def cancel_soak(
     front, connector = stack.front_pid(endpoint.name), stack.connector_pid(endpoint.name)
     start = (_rss(front), _rss(connector))
     stop_at = time.monotonic() + duration_s
+    warm: list[float | None] = []
+
+    async def after_warm_up() -> None:  # the first third fills the allocator's pools
+        await asyncio.sleep(duration_s / 3)
+        warm.extend((_rss(front), _rss(connector)))
+
     async with client.session_for(endpoint, concurrency) as session:
         await asyncio.gather(
-            *(_worker(session, endpoint, i, stop_at, tally) for i in range(concurrency))
+            after_warm_up(),
+            *(_worker(session, endpoint, i, stop_at, tally) for i in range(concurrency)),
         )
     await asyncio.sleep(settle_s)  # the connector's handlers end, given-back credit announced
     windows, stalls = await read_windows(stack, GATEWAY_ROUTES[endpoint.name][2])
@@ -163,10 +170,21 @@ async def cancel_soak(
         "windows_full": float(full) if windows else None,
         "streams_open": windows.get("streams"),
         "front_rss_start_mb": start[0],
-        "front_rss_end_mb": _rss(front),
+        "front_rss_warm_mb": warm[0],
+        "front_rss_end_mb": (front_end := _rss(front)),
+        "front_rss_growth_pct": _growth(warm[0], front_end),
         "connector_rss_start_mb": start[1],
-        "connector_rss_end_mb": _rss(connector),
+        "connector_rss_warm_mb": warm[1],
+        "connector_rss_end_mb": (connector_end := _rss(connector)),
+        "connector_rss_growth_pct": _growth(warm[1], connector_end),
     }
+
+
+def _growth(warm: float | None, end: float | None) -> float | None:
+    """RSS growth over the last two thirds of the soak, in percent of the warmed-up size."""
+    if warm is None or end is None or warm <= 0:
+        return None
+    return round(100.0 * (end - warm) / warm, 1)
 
 
 async def _alone(seconds: float, concurrency: int) -> Metrics:

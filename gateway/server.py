@@ -37,7 +37,7 @@ from gateway.ledger import UsageLedger
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
-from tunnel.heap import freeze_startup_heap
+from tunnel.heap import freeze_startup_heap, pin_mmap_threshold
 from tunnel.listener import Listener
 from tunnel.ws_endpoint import harden_websockets
 
@@ -223,6 +223,7 @@ async def _serve_until(
         for app, cfg in bound.servers
     ]
     freeze_startup_heap()
+    pin_mmap_threshold()
     _announce(bound.ports, ready_file)
     watcher: asyncio.Future[Any] = asyncio.ensure_future(shutdown_trigger())
     try:
