@@ -89,9 +89,12 @@ ROWS: tuple[Row, ...] = (
     Row("h", "connector_window_in", "(h) connector recv window B", 0, False),
     Row("h", "windows_full", "(h) windows full (1 = yes)", 0, False),
     Row("h", "front_rss_start_mb", "(h) server RSS start MiB", 1, False),
+    Row("h", "front_rss_warm_mb", "(h) server RSS after 1/3 MiB", 1, False),
     Row("h", "front_rss_end_mb", "(h) server RSS end MiB", 1, False),
+    Row("h", "front_rss_growth_pct", "(h) server RSS growth after 1/3 %", 1, False),
     Row("h", "connector_rss_start_mb", "(h) connector RSS start MiB", 1, False),
     Row("h", "connector_rss_end_mb", "(h) connector RSS end MiB", 1, False),
+    Row("h", "connector_rss_growth_pct", "(h) connector RSS growth after 1/3 %", 1, False),
 )
 
 
@@ -371,6 +374,29 @@ def _gateway_parts_lines(split: GatewaySplit) -> list[str]:
     ]
 
 
+def ledger_section(results: Results) -> list[str]:
+    """What committing each request's usage row before its answer ends costs (issue 11, 9)."""
+    ledger = results["figures"].get("ledger")
+    if not ledger:
+        return []
+    lines = [
+        "## The durable usage ledger",
+        "",
+        "`UsageLedger.record` commits the request's row (SQLite WAL, `synchronous=NORMAL`) "
+        "before the answer's last bytes leave; one writer thread group-commits whatever waits. "
+        "Measured in-process (`bench/ledger_cost.py`), wall clock and process CPU (the writer "
+        "thread included) per record:",
+        "",
+        "| records waiting together | wall us / record | CPU us / record | commits |",
+        "| --- | --- | --- | --- |",
+    ]
+    for together, f in sorted(ledger.items(), key=lambda kv: int(kv[0])):
+        lines.append(
+            f"| {together} | {f['wall_us']:.1f} | {f['cpu_us']:.1f} | {f['commits']:.0f} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
     m = results["machine"]
     notes = results.get("notes", {})
@@ -410,6 +436,7 @@ def render_markdown(results: Results, limits: Mapping[str, str]) -> str:
         text.append(f"- `{path}`: {reason}")
     text += ["", "## Targets", "", _checks_table(results), ""]
     text += cpu_budget_section(results)
+    text += ledger_section(results)
     text += ["## What limits each figure", ""]
     for key, sentence in limits.items():
         text.append(f"- **{key}**: {sentence}")

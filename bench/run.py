@@ -25,7 +25,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench import app_cost, cancel_soak, h2_cost, limits, report, targets, tunnel_bulk, workloads
+from bench import (
+    app_cost,
+    cancel_soak,
+    h2_cost,
+    ledger_cost,
+    limits,
+    report,
+    targets,
+    tunnel_bulk,
+    workloads,
+)
 from bench.profiling import Profiler
 from bench.stack import DIRECT, FLOOR, GATEWAY, PATHS, SQUID, WEBSOCKET, Stack
 from bench.workloads import Plan
@@ -98,6 +108,11 @@ async def _measure(stack: Stack, plan: Plan, profiler: Profiler | None) -> dict[
     figures["h2"] = h2_cost.measure(3000)
     _say("the gateway's own request handling (in-process ASGI, stand-in tunnel)")
     figures["app"] = await app_cost.measure_async(3000)
+    _say("the durable usage ledger: one commit per request, and group commits")
+    figures["ledger"] = {
+        str(c): await ledger_cost.measure(1000 if plan is workloads.QUICK else 5000, c)
+        for c in (1, 64)
+    }
     return figures
 
 

@@ -70,6 +70,9 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
     assert cancel["requests"] > 0
     assert cancel["windows_full"] == 1, cancel  # every cancelled request gave its bytes back
     assert "WebSocket" in results["notes"]["f"]  # why NOT_MEASURED
+    ledger = figures["ledger"]
+    assert set(ledger) == {"1", "64"}
+    assert all(f["wall_us"] > 0 and f["commits"] >= 1 for f in ledger.values()), ledger
 
     keys = {c["key"] for c in results["checks"]}
     assert keys == {t.key for t in TARGETS}
@@ -77,5 +80,6 @@ def test_bench_quick_produces_every_figure(tmp_path: Path) -> None:
     text = docs.read_text()
     assert "## What limits each figure" in text
     assert "(a) latency p50 ms" in text
+    assert "## The durable usage ledger" in text
     assert "targets:" in done.stdout
     assert "bench: interrupted" not in done.stderr
