@@ -18,19 +18,19 @@ from quart import Quart, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.accesslog import AccessLog
-from gateway.config import GatewayConfig, Network
-from gateway.errors import openai_error
-from gateway.fastpath import ApiFastPath
-from gateway.metrics import GatewayMetrics
-from gateway.models import ModelCatalog, ModelMap
-from gateway.openai_routes import (
+from gateway.api.asgi import ApiAdapter
+from gateway.api.forwarding import LedgerLike, Services, UpstreamForwarder
+from gateway.api.models import ModelCatalog, ModelMap
+from gateway.api.routes import (
+    ApiRoutes,
     AuthenticatorLike,
     LimiterLike,
-    OpenAIRoutes,
     drain_body,
     new_request_id,
 )
-from gateway.proxying import Forwarder, LedgerLike, Services
+from gateway.config import GatewayConfig, Network
+from gateway.errors import openai_error
+from gateway.metrics import GatewayMetrics
 from tunnel.api import TunnelPool
 from tunnel.listener import Listener
 from tunnel.ws_endpoint import serve_quart_websocket
@@ -65,15 +65,19 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
         upstream_timeout_s=config.server.upstream_timeout_s,
     )
     catalog = ModelCatalog(ModelMap(config.models), pool)
-    routes = OpenAIRoutes(
-        auth, limiter, catalog, Forwarder(services), max_body_bytes=config.server.max_body_bytes
+    routes = ApiRoutes(
+        auth,
+        limiter,
+        catalog,
+        UpstreamForwarder(services),
+        max_body_bytes=config.server.max_body_bytes,
     )
     routes.register(app)
     add_health_routes(app, pool)
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
     # the API routes skip Quart's per-request machinery (the hot path); the rest is Quart's
-    fast = ApiFastPath(cast("Any", app.asgi_app), routes)
+    fast = ApiAdapter(cast("Any", app.asgi_app), routes)
     app.asgi_app = cast("Any", fast)  # type: ignore[method-assign]
     _trust_forwarded_for(app, config.server.trusted_proxies)
     return app

@@ -43,7 +43,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TableReader:
-    """Reads keys of ``table`` (named ``prefix`` in messages); :meth:`finish` rejects the rest."""
+    """Reads keys of ``table`` (named ``prefix`` in messages); :meth:`reject_unknown_keys` refuses the rest."""
 
     def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
         if not isinstance(table, Mapping):
@@ -150,7 +150,7 @@ class TableReader:
             raise self.fail(key, "expected a table")
         return value
 
-    def finish(self) -> None:
+    def reject_unknown_keys(self) -> None:
         unknown = sorted(k for k in self.table if k not in self._seen)
         if unknown:
             raise self.fail(unknown[0], "unknown key")
@@ -288,7 +288,7 @@ def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
     top = TableReader(data, "", path.parent)
     for section in SECTIONS:
         top.raw(section, {})
-    top.finish()
+    top.reject_unknown_keys()
     base = path.parent
     tunnel_table = TableReader(data.get("tunnel", {}), "tunnel", base).table
     return GatewayConfig(
@@ -320,14 +320,14 @@ def _server(r: TableReader) -> ServerConfig:
             "max_connections_per_ip", DEFAULT_MAX_CONNECTIONS_PER_IP, minimum=0
         ),
     )
-    r.finish()
+    r.reject_unknown_keys()
     return cfg
 
 
 def _admin(r: TableReader) -> AdminConfig:
     listen = r.string("listen", "127.0.0.1:9100")
     cfg = AdminConfig(listen=r.listen("listen", listen) if listen else None)
-    r.finish()
+    r.reject_unknown_keys()
     return cfg
 
 
@@ -339,7 +339,7 @@ def _auth(r: TableReader) -> AuthConfig:
     jwt = tuple(
         _jwt_issuer(TableReader(t, f"auth.jwt[{i}]", r.base_dir)) for i, t in enumerate(issuers)
     )
-    r.finish()
+    r.reject_unknown_keys()
     return AuthConfig(keys_db=keys_db, jwt=jwt)
 
 
@@ -355,7 +355,7 @@ def _jwt_issuer(r: TableReader) -> JwtIssuerConfig:
         models_claim=r.optional_string("models_claim"),
         leeway_s=r.number("leeway_s", 30.0),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if (cfg.jwks_url is None) == (cfg.jwks_file is None):
         raise r.fail("jwks_url", "set exactly one of jwks_url and jwks_file")
     if cfg.jwks_url is not None and not cfg.jwks_url.startswith("https://"):
@@ -375,7 +375,7 @@ def _limits(r: TableReader) -> LimitsConfig:
         tpm=r.integer("tpm", 100_000),
         concurrency=r.integer("concurrency", 4),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if not cfg.storage.startswith(STORAGE_SCHEMES):
         raise r.fail("storage", f'expected "memory://" or a "redis://" URL, got {cfg.storage!r}')
     return cfg
@@ -388,7 +388,7 @@ def _models(r: TableReader) -> dict[str, ModelRoute]:
         routes[alias] = ModelRoute(
             upstream=_non_empty(t, "upstream"), model=_non_empty(t, "model", alias)
         )
-        t.finish()
+        t.reject_unknown_keys()
     return routes
 
 
@@ -399,7 +399,7 @@ def _log(r: TableReader) -> LogConfig:
         level=r.string("level", "info").lower(),
         log_prompts=r.boolean("log_prompts", False),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if cfg.level not in LOG_LEVELS:
         raise r.fail("level", f"expected one of {', '.join(LOG_LEVELS)}, got {cfg.level!r}")
     return cfg

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.auth.keystore import KeyRecord, KeyStore, KeyStoreError
 from gateway.config import load_config
 from gateway.errors import ConfigError
-from gateway.keystore import KeyRecord, KeyStore, KeyStoreError
 from gateway.ledger import UsageLedger, format_table, usage_table
 
 if TYPE_CHECKING:

@@ -14,10 +14,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.auth import AuthError, bearer_token
-from gateway.config import JwtIssuerConfig
-from gateway.identity import LimitDefaults
-from gateway.jwt_auth import (
+from gateway.auth.authenticator import AuthError, bearer_token
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.jwt import (
     Peek,
     TokenError,
     identity_from_claims,
@@ -26,6 +25,7 @@ from gateway.jwt_auth import (
     peek,
     validate_claims,
 )
+from gateway.config import JwtIssuerConfig
 from tunnel import listener
 from tunnel.errors import HandshakeError
 

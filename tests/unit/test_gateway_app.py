@@ -14,9 +14,9 @@ import pytest
 
 from gateway.accesslog import AccessLog
 from gateway.app import client_address, create_admin_app, create_app
-from gateway.auth import AuthError
+from gateway.auth.authenticator import AuthError
+from gateway.auth.identity import Identity
 from gateway.config import config_from_table
-from gateway.identity import Identity
 from gateway.metrics import GatewayMetrics
 from tunnel.api import PoolStatus
 from tunnel.errors import NoTunnelError, StreamResetError

@@ -16,10 +16,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from gateway.auth import Authenticator, AuthError
-from gateway.config import JwtIssuerConfig
-from gateway.identity import LimitDefaults
-from gateway.jwt_auth import (
+from gateway.auth.authenticator import Authenticator, AuthError
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.jwt import (
     JwtVerifier,
     TokenError,
     check_algorithms,
@@ -27,6 +26,7 @@ from gateway.jwt_auth import (
     parse_models,
     peek,
 )
+from gateway.config import JwtIssuerConfig
 
 ISS = "https://idp.test/realms/home"
 AUD = "llm-gateway"

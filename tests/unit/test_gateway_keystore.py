@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.keystore import (
+from gateway.auth.keystore import (
     KEY_PREFIX,
     KeyRecord,
     KeyStore,

@@ -22,9 +22,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from gateway.identity import Identity, LimitsSettings
-from gateway.limits_memory import SweptMemoryStorage
-from gateway.ratelimit_headers import (
+from gateway.auth.identity import Identity, LimitsSettings
+from gateway.limits.headers import (
     WindowState,
     concurrency_message,
     ratelimit_headers,
@@ -32,6 +31,7 @@ from gateway.ratelimit_headers import (
     retry_after_headers,
     tokens_message,
 )
+from gateway.limits.memory import SweptMemoryStorage
 
 _CHARGE_ATTEMPTS = 3
 _SKIP_KEYS = frozenset({"image_url", "input_audio", "file_data", "file", "image"})
@@ -44,7 +44,7 @@ return 1
 """
 
 
-class RateLimited(Exception):  # noqa: N818 (name fixed by the gateway's interface)
+class RateLimitedError(Exception):
     """A 429: ``message`` in OpenAI's words, ``headers`` include ``retry-after``."""
 
     def __init__(
@@ -213,7 +213,7 @@ class RateLimiter:
             tokens = await self._check_tokens(identity, tpm, requested_tokens)
         if rpm is not None and not await self._requests.hit(rpm, key):
             state = await self._state(self._requests, rpm, key)
-            raise RateLimited(
+            raise RateLimitedError(
                 requests_message(
                     identity.name, rpm.amount, rpm.amount - state.remaining, 1, state.reset_s
                 ),
@@ -224,7 +224,7 @@ class RateLimiter:
         if identity.concurrency > 0:
             slot = await self._slots.acquire(key, identity.concurrency)
             if slot is None:
-                raise RateLimited(
+                raise RateLimitedError(
                     concurrency_message(identity.name, identity.concurrency),
                     1.0,
                     await self._error_headers(identity, 1.0),
@@ -242,14 +242,14 @@ class RateLimiter:
         self, identity: Identity, tpm: RateLimitItem, requested: int
     ) -> WindowState:
         """The token window as it stands (tokens are charged when the answer is known), or
-        RateLimited when the estimate does not fit. ``remaining`` is the limits library's
+        RateLimitedError when the estimate does not fit. ``remaining`` is the limits library's
         floored count, the same test its ``hit`` applies when the tokens are charged."""
         # A request larger than the whole budget may still run when the window is empty.
         cost = max(1, min(requested, tpm.amount))
         state = await self._state(self._tokens, tpm, _key(identity))
         if state.remaining >= cost:
             return state
-        raise RateLimited(
+        raise RateLimitedError(
             tokens_message(
                 identity.name, tpm.amount, tpm.amount - state.remaining, requested, state.reset_s
             ),

@@ -1,7 +1,7 @@
 """The OpenAI routes: auth -> body -> model -> limits -> forward; ``/v1/models``.
 
-:meth:`OpenAIRoutes.handle_call` is an async context manager around the whole request: the
-adapter that sends the answer (:class:`gateway.fastpath.ApiFastPath`) sends it inside the
+:meth:`ApiRoutes.handle_call` is an async context manager around the whole request: the
+adapter that sends the answer (:class:`gateway.api.asgi.ApiAdapter`) sends it inside the
 ``async with``, and everything an admitted request took (concurrency slot, tunnel stream, token
 charge, ledger row, access-log line) is given back by its one ``finally``, however the request
 ends: answered, refused after admission, cancelled before, during or after the answer, or the
@@ -25,15 +25,21 @@ from typing import Any, Final, Protocol
 
 from quart import Quart, Response, jsonify, request
 
-from gateway.auth import AuthError
-from gateway.body_rewrite import client_asked_usage, upstream_body, wants_stream
+from gateway.api.body_rewrite import client_asked_usage, upstream_body, wants_stream
+from gateway.api.forwarding import (
+    AdmissionLike,
+    Exchange,
+    UpstreamForwarder,
+    forward_headers,
+    prompt_of,
+)
+from gateway.api.models import ModelCatalog, ResolvedModel
+from gateway.api.request_body import parse_body_async
+from gateway.auth.authenticator import AuthError
+from gateway.auth.identity import Identity
 from gateway.errors import GatewayError, openai_error
-from gateway.identity import Identity
+from gateway.limits.limiter import RateLimitedError, estimate_tokens
 from gateway.metrics import RequestRecord
-from gateway.models import ModelCatalog, ResolvedModel
-from gateway.proxying import AdmissionLike, Exchange, Forwarder, forward_headers, prompt_of
-from gateway.ratelimit import RateLimited, estimate_tokens
-from gateway.request_body import parse_body_async
 
 log = logging.getLogger("gateway.routes")
 
@@ -81,7 +87,7 @@ async def drain_body(max_bytes: int) -> None:
                     return
 
 
-def rate_limit_error(exc: RateLimited) -> Response:
+def rate_limit_error(exc: RateLimitedError) -> Response:
     kind = "tokens" if exc.kind == "tokens" else "requests"
     headers = dict(exc.headers)
     headers.setdefault("retry-after", str(max(1, round(exc.retry_after_s))))
@@ -92,7 +98,7 @@ def auth_error(exc: AuthError) -> Response:
     return openai_error(401, exc.message, "invalid_request_error", None, "invalid_api_key")
 
 
-class OpenAIRoutes:
+class ApiRoutes:
     """The handlers; :meth:`register` adds them to an app."""
 
     def __init__(
@@ -100,7 +106,7 @@ class OpenAIRoutes:
         auth: AuthenticatorLike,
         limiter: LimiterLike,
         catalog: ModelCatalog,
-        forwarder: Forwarder,
+        forwarder: UpstreamForwarder,
         max_body_bytes: int,
     ) -> None:
         self.max_body_bytes = max_body_bytes
@@ -111,7 +117,7 @@ class OpenAIRoutes:
 
     def register(self, app: Quart) -> None:
         """The routes on ``app``. The POST API routes are served by
-        :class:`gateway.fastpath.ApiFastPath` in front of the app (see
+        :class:`gateway.api.asgi.ApiAdapter` in front of the app (see
         :func:`gateway.app.create_app`): only it can hold a request's resources until its answer
         is sent. Quart keeps their rules so that other methods get OpenAI's 405."""
         for path in API_ROUTES:
@@ -148,7 +154,7 @@ class OpenAIRoutes:
             resolved = await self.catalog.resolve(body["model"], identity.models)
             model = resolved.name
             admission = await self.limiter.admit(identity, estimate_tokens(body))
-        except RateLimited as exc:
+        except RateLimitedError as exc:
             self._log_refusal(call, started, 429, identity.name, model)
             yield rate_limit_error(exc)
             return
@@ -174,7 +180,7 @@ class OpenAIRoutes:
             ex.ended_by(exc)
             raise
         finally:
-            await self.forwarder.s.finish(ex)
+            await self.forwarder.s.close_exchange(ex)
 
     def _log_refusal(
         self, call: ApiCall, started: float, status: int, identity: str = "-", model: str = "-"

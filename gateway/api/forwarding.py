@@ -1,11 +1,11 @@
 """Forwarding one admitted API request through the tunnel.
 
-The request side (:func:`forward_headers`; the body in :mod:`gateway.body_rewrite`) is pure.
-:class:`Forwarder` awaits the response head, then answers a JSON body (model rewritten, usage
-read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`. It frees nothing
-itself: the tunnel stream it opens is noted on the :class:`Exchange`, and :meth:`Services.finish`
+The request side (:func:`forward_headers`; the body in :mod:`gateway.api.body_rewrite`) is pure.
+:class:`UpstreamForwarder` awaits the response head, then answers a JSON body (model rewritten, usage
+read) or streams SSE chunk by chunk through :class:`gateway.api.sse.SseRewriter`. It frees nothing
+itself: the tunnel stream it opens is noted on the :class:`Exchange`, and :meth:`Services.close_exchange`
 runs once, from the ``finally`` that spans the request from admission to the last byte handed to
-the server (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`): it closes the tunnel stream,
+the server (:meth:`gateway.api.routes.ApiRoutes.handle_call`): it closes the tunnel stream,
 frees the concurrency slot, charges tokens and writes the ledger, metrics and access log.
 
 Backpressure: each piece of an answer goes to the ASGI server's ``send``, which in Hypercorn
@@ -14,9 +14,9 @@ HTTP/2: the stream's flow-control window and a 32 KiB stream buffer). Until then
 read from the tunnel stream, whose HTTP/2 window then stops the connector, whose unread socket
 stops the upstream. A JSON answer up to :data:`MAX_BUFFERED_ANSWER_BYTES` is read whole (one
 message, exact ``model`` rewrite and usage); a larger one goes on piece by piece through
-:class:`gateway.sse.BodyRewriter`, so no answer holds more than that in the gateway.
+:class:`gateway.api.sse.BodyRewriter`, so no answer holds more than that in the gateway.
 
-What a request holds, is charged and gives back lives in :mod:`gateway.exchange` (re-exported).
+What a request holds, is charged and gives back lives in :mod:`gateway.api.exchange` (re-exported).
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ from typing import Any, Final
 
 from quart import Response
 
+from gateway.api.exchange import (
+    AdmissionLike,
+    AnswerCutError,
+    Exchange,
+    LedgerLike,
+    Services,
+)
+from gateway.api.models import ResolvedModel
+from gateway.api.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
 from gateway.errors import (
     GatewayError,
     TunnelUnavailableError,
@@ -36,15 +45,6 @@ from gateway.errors import (
     sse_error_event,
     upstream_failed_message,
 )
-from gateway.exchange import (
-    AdmissionLike,
-    AnswerCutError,
-    Exchange,
-    LedgerLike,
-    Services,
-)
-from gateway.models import ResolvedModel
-from gateway.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
 from tunnel.api import TunnelResponse
 from tunnel.errors import NoTunnelError, TunnelError
 
@@ -52,9 +52,9 @@ __all__ = [  # the accounting types are re-exported: the app factory takes them 
     "AdmissionLike",
     "AnswerCutError",
     "Exchange",
-    "Forwarder",
     "LedgerLike",
     "Services",
+    "UpstreamForwarder",
     "forward_headers",
     "map_tunnel_error",
     "prompt_of",
@@ -138,7 +138,7 @@ async def read_upto(response: TunnelResponse, limit: int) -> tuple[bytes, bool]:
 # --------------------------------------------------------------------------- forwarding
 
 
-class Forwarder:
+class UpstreamForwarder:
     def __init__(self, services: Services) -> None:
         self.s = services
 
@@ -285,7 +285,7 @@ class Forwarder:
         try:
             while not task.done():
                 left = deadline - loop.time()
-                if left <= 0:  # the tunnel request is cancelled by finish
+                if left <= 0:  # the tunnel request is cancelled by close_exchange
                     yield self._error_event(ex, TimeoutError())
                     return
                 await asyncio.wait({task}, timeout=min(self.s.keepalive_s, left))

@@ -1,14 +1,14 @@
 """The POST API routes served straight from ASGI, without Quart's request machinery.
 
 Quart costs every request a request object, a context, two tasks and a ``wait_for`` around the
-send, which under load is a good share of the gateway's CPU. :class:`ApiFastPath` sits in front
+send, which under load is a good share of the gateway's CPU. :class:`ApiAdapter` sits in front
 of the Quart app and answers ``POST /v1/chat/completions`` (and the other API routes) itself, with
-the same handler (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`); everything else
+the same handler (:meth:`gateway.api.routes.ApiRoutes.handle_call`); everything else
 (``/v1/models``, health, the WebSocket carrier, unknown routes) goes on to Quart.
 
 Like Quart, a client that goes away (``http.disconnect``) cancels the handler, so the upstream
 request is cancelled through the tunnel and the concurrency slot freed at once. The answer is
-sent inside :meth:`~gateway.openai_routes.OpenAIRoutes.handle_call`'s ``async with``: the slot is
+sent inside :meth:`~gateway.api.routes.ApiRoutes.handle_call`'s ``async with``: the slot is
 held until the last byte is handed to the server, and each ``send`` waits for Hypercorn to take
 the piece (its flow control toward the client), which is what holds the upstream back.
 """
@@ -25,16 +25,16 @@ from quart import Response
 from quart.wrappers.response import DataBody
 
 from gateway import hypercorn_h2
-from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
-from gateway.openai_routes import (
+from gateway.api.forwarding import AnswerCutError
+from gateway.api.routes import (
     API_ROUTES,
     DRAIN_FACTOR,
     DRAIN_TIMEOUT_S,
     ApiCall,
-    OpenAIRoutes,
+    ApiRoutes,
     new_request_id,
 )
-from gateway.proxying import AnswerCutError
+from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 
 log = logging.getLogger("gateway.fastpath")
 
@@ -55,10 +55,10 @@ class ClientGoneError(Exception):
     """The client went away before its request was complete."""
 
 
-class ApiFastPath:
+class ApiAdapter:
     """ASGI middleware: the POST API routes here, anything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, routes: OpenAIRoutes) -> None:
+    def __init__(self, app: ASGIApp, routes: ApiRoutes) -> None:
         hypercorn_h2.install()  # without it, an HTTP/2 client's shut window holds nothing back
         self.app = app
         self.routes = routes
@@ -105,7 +105,7 @@ class ApiRequest:
             drain=self.drain,
         )
 
-    async def run(self, routes: OpenAIRoutes) -> None:
+    async def run(self, routes: ApiRoutes) -> None:
         self.task = asyncio.current_task()
         try:
             async with routes.handle_call(self.call()) as response:

@@ -3,7 +3,7 @@
 For model aliases with ``messages_api = "translate"`` the upstream speaks only OpenAI's chat
 completions. This module turns a ``POST /v1/messages`` body into a chat completions body
 (:func:`messages_to_chat`) and a chat completion into a Message (:func:`chat_to_message`); the
-stream direction is :mod:`gateway.messages_stream`.
+stream direction is :mod:`gateway.api.messages_stream`.
 
 What has no counterpart is dropped, never invented: ``cache_control``, ``thinking`` and
 ``redacted_thinking`` blocks of earlier turns, server tools (they have no ``input_schema``),

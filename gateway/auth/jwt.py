@@ -25,9 +25,9 @@ from joserfc import jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet
 
-from gateway.identity import Identity, LimitDefaults
+from gateway.auth.identity import Identity, LimitDefaults
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.jwt_auth")
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}

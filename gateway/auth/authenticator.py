@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from gateway.identity import Identity, LimitDefaults, LimitsSettings, defaults_from
-from gateway.jwt_auth import JwtIssuerSettings, JwtVerifier, TokenError, looks_like_jwt
-from gateway.keystore import KEY_PREFIX, KeyRecord, KeyStore, hash_key
+from gateway.auth.identity import Identity, LimitDefaults, LimitsSettings, defaults_from
+from gateway.auth.jwt import JwtIssuerSettings, JwtVerifier, TokenError, looks_like_jwt
+from gateway.auth.keystore import KEY_PREFIX, KeyRecord, KeyStore, hash_key
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.auth")
 
 NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -44,7 +44,7 @@ class _AuthSettings(Protocol):
     def jwt(self) -> Sequence[JwtIssuerSettings]: ...
 
 
-class AuthConfig(Protocol):
+class AuthenticatorSettings(Protocol):
     """The parts of ``GatewayConfig`` the authenticator reads."""
 
     @property
@@ -101,7 +101,7 @@ class Authenticator:
         self._checked_at = -math.inf
 
     @classmethod
-    def from_config(cls, cfg: AuthConfig) -> Authenticator:
+    def from_config(cls, cfg: AuthenticatorSettings) -> Authenticator:
         defaults = defaults_from(cfg.limits)
         issuers = tuple(cfg.auth.jwt)
         verifier = JwtVerifier(issuers, defaults) if issuers else None
