@@ -7,7 +7,6 @@ The ``[tunnel]`` table is validated by :class:`tunnel.config.ListenerConfig`.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import math
 import tomllib
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.errors import ConfigError
+from tunnel.config import ListenerConfig
+from tunnel.errors import ConfigError as TunnelConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
 # a 256k-token context is about 1 MB of text, 1-2 MB as JSON (escapes, tool schemas, history);
@@ -43,7 +44,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class TableReader:
-    """Reads keys of ``table`` (named ``prefix`` in messages); :meth:`reject_unknown_keys` refuses the rest."""
+    """Reads keys of ``table`` (named ``prefix`` in messages); the rest are refused by
+    :meth:`reject_unknown_keys`."""
 
     def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
         if not isinstance(table, Mapping):
@@ -258,15 +260,17 @@ class GatewayConfig:
     auth: AuthConfig
     limits: LimitsConfig
     log: LogConfig
+    tunnel: ListenerConfig  # ``[tunnel]``, read by the tunnel listener's own config
     models: Mapping[str, ModelRoute] = field(default_factory=dict)
-    tunnel_table: Mapping[str, Any] = field(default_factory=dict)
-    tunnel: Any = None  # tunnel.config.ListenerConfig, or None while that module is absent
-    websocket_path: str = DEFAULT_WEBSOCKET_PATH
-    websocket_http_listen: tuple[str, int] | None = None
+    websocket_http_listen: tuple[str, int] | None = None  # ``tunnel.websocket_http_listen``
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def websocket_path(self) -> str:
+        return self.tunnel.websocket_path
 
 
 def load_config(path: Path) -> GatewayConfig:
@@ -299,10 +303,8 @@ def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
         limits=_limits(TableReader(data.get("limits", {}), "limits", base)),
         log=_log(TableReader(data.get("log", {}), "log", base)),
         models=_models(TableReader(data.get("models", {}), "models", base)),
-        tunnel_table=tunnel_table,
-        tunnel=_listener_config(tunnel_table, base),
-        websocket_path=_websocket_path(tunnel_table),
-        websocket_http_listen=_websocket_http_listen(tunnel_table),
+        tunnel=(tunnel := _listener_config(tunnel_table, base)),
+        websocket_http_listen=_websocket_http_listen(tunnel.websocket_http_listen),
     )
 
 
@@ -412,32 +414,20 @@ def _non_empty(r: TableReader, key: str, default: object = REQUIRED) -> str:
     return value
 
 
-def _listener_config(table: Mapping[str, Any], base_dir: Path) -> Any:
-    """``tunnel.config.ListenerConfig.from_table``; ``None`` while that module is not there."""
+def _listener_config(table: Mapping[str, Any], base_dir: Path) -> ListenerConfig:
+    """``[tunnel]`` as the listener reads it; its mistakes are the gateway's config errors."""
     try:
-        module = importlib.import_module("tunnel.config")
-    except ImportError:
-        return None
-    tunnel_errors = importlib.import_module("tunnel.errors")
-    try:
-        return module.ListenerConfig.from_table(dict(table), base_dir)
-    except tunnel_errors.ConfigError as exc:
+        return ListenerConfig.from_table(table, base_dir)
+    except TunnelConfigError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def _websocket_path(table: Mapping[str, Any]) -> str:
-    value = table.get("websocket_path", DEFAULT_WEBSOCKET_PATH)
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"tunnel.websocket_path: expected a path starting with /, got {value!r}")
-    return value
-
-
-def _websocket_http_listen(table: Mapping[str, Any]) -> tuple[str, int] | None:
-    value = table.get("websocket_http_listen", "")
-    if value == "":
+def _websocket_http_listen(value: str) -> tuple[str, int] | None:
+    """The plain-HTTP WebSocket listener's address (checked by the listener's config)."""
+    if not value:
         return None
     try:
-        return parse_listen(value if isinstance(value, str) else "")
+        return parse_listen(value)
     except ValueError as exc:
         raise ConfigError(f"tunnel.websocket_http_listen: {exc}") from None
 

@@ -37,9 +37,9 @@ from gateway.limits.connections import install as install_connection_limit
 from gateway.limits.limiter import RateLimiter
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
+from gateway.websocket import harden_websockets
 from tunnel.heap import freeze_startup_heap
 from tunnel.listener import Listener
-from tunnel.ws_endpoint import harden_websockets
 
 log = logging.getLogger("gateway")
 

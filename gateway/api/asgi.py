@@ -1,16 +1,17 @@
-"""The POST API routes served straight from ASGI, without Quart's request machinery.
+"""The one ASGI adapter of the API routes: request in, :class:`~gateway.api.answer.Answer` out.
 
 Quart costs every request a request object, a context, two tasks and a ``wait_for`` around the
 send, which under load is a good share of the gateway's CPU. :class:`ApiAdapter` sits in front
-of the Quart app and answers ``POST /v1/chat/completions`` (and the other API routes) itself, with
-the same handler (:meth:`gateway.api.routes.ApiRoutes.handle_call`); everything else
-(``/v1/models``, health, the WebSocket carrier, unknown routes) goes on to Quart.
+of the Quart app and serves every API route itself: the POST routes through
+:meth:`gateway.api.routes.ApiRoutes.handle_call`, ``GET /v1/models`` and ``/v1/models/{id}``,
+and OpenAI's 405 for another method on them. Everything else (health, the WebSocket carrier,
+unknown routes and their 404) goes on to Quart.
 
 Like Quart, a client that goes away (``http.disconnect``) cancels the handler, so the upstream
 request is cancelled through the tunnel and the concurrency slot freed at once. The answer is
-sent inside :meth:`~gateway.api.routes.ApiRoutes.handle_call`'s ``async with``: the slot is
-held until the last byte is handed to the server, and each ``send`` waits for Hypercorn to take
-the piece (its flow control toward the client), which is what holds the upstream back.
+sent inside :meth:`~gateway.api.routes.ApiRoutes.handle_call`'s ``async with``: the slot is held
+until the last byte is handed to the server, and each ``send`` waits for Hypercorn to take the
+piece (its flow control toward the client), which is what holds the upstream back.
 """
 
 from __future__ import annotations
@@ -18,27 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    MutableMapping,
+)
 from typing import Any, Final
 
-from quart import Response
-from quart.wrappers.response import DataBody
-
 from gateway import hypercorn_h2
-from gateway.api.forwarding import AnswerCutError
-from gateway.api.routes import (
-    API_ROUTES,
-    DRAIN_FACTOR,
-    DRAIN_TIMEOUT_S,
-    ApiCall,
-    ApiRoutes,
-    new_request_id,
+from gateway.api.answer import Answer, error_answer
+from gateway.api.routes import API_ROUTES, MODELS_ROUTE, ApiCall, ApiRoutes, new_request_id
+from gateway.errors import (
+    AnswerCutError,
+    ApiError,
+    ClientGoneError,
+    InternalError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
 )
-from gateway.errors import GatewayError, PayloadTooLargeError, openai_error
 
 log = logging.getLogger("gateway.fastpath")
 
-BODY_TIMEOUT_S: Final = 120.0  # as the Quart app's BODY_TIMEOUT
+BODY_TIMEOUT_S: Final = 120.0  # the whole request body must be in by then
+DRAIN_TIMEOUT_S: Final = 5.0
+DRAIN_FACTOR: Final = 4  # a body over the limit is read and dropped up to this many times it
+ERROR_DRAIN_BYTES: Final = 1 << 20  # the body of a request refused unread (405)
+MODEL_PREFIX: Final = MODELS_ROUTE + "/"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -46,33 +56,37 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class RequestTimeoutError(GatewayError):
-    status = 408
-    error_type = "invalid_request_error"
-
-
-class ClientGoneError(Exception):
-    """The client went away before its request was complete."""
+def is_api_path(path: str, post_paths: frozenset[str]) -> bool:
+    """The paths this adapter serves: the POST routes, ``/v1/models`` and ``/v1/models/{id}``
+    (an id that is not empty and does not start with ``/``)."""
+    if path in post_paths or path == MODELS_ROUTE:
+        return True
+    return path.startswith(MODEL_PREFIX) and path[
+        len(MODEL_PREFIX) : len(MODEL_PREFIX) + 1
+    ] not in (
+        "",
+        "/",
+    )
 
 
 class ApiAdapter:
-    """ASGI middleware: the POST API routes here, anything else to ``app``."""
+    """ASGI middleware: the API routes here, anything else to ``app``."""
 
     def __init__(self, app: ASGIApp, routes: ApiRoutes) -> None:
         hypercorn_h2.install()  # without it, an HTTP/2 client's shut window holds nothing back
         self.app = app
         self.routes = routes
-        self.paths = frozenset(API_ROUTES)
+        self.post_paths = frozenset(API_ROUTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or not is_api_path(scope["path"], self.post_paths):
             await self.app(scope, receive, send)
             return
-        await ApiRequest(scope, receive, send).run(self.routes)
+        await ApiRequest(scope, receive, send).run(self)
 
 
 class ApiRequest:
-    """One API request over ASGI: body in, response out, cancelled if the client goes away."""
+    """One API request over ASGI: body in, answer out, cancelled if the client goes away."""
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -80,7 +94,7 @@ class ApiRequest:
         self.send = send
         self.request_id = new_request_id()
         self.body_done = False
-        self.finished = False
+        self.answered = False
         self.cancelled_here = False
         self.started = False
         self.task: asyncio.Task[Any] | None = None
@@ -105,11 +119,11 @@ class ApiRequest:
             drain=self.drain,
         )
 
-    async def run(self, routes: ApiRoutes) -> None:
+    async def run(self, adapter: ApiAdapter) -> None:
         self.task = asyncio.current_task()
         try:
-            async with routes.handle_call(self.call()) as response:
-                await self.respond(response)  # the request's resources are held until sent
+            async with self.answer(adapter) as answer:
+                await self.respond(answer)  # the request's resources are held until sent
         except ClientGoneError:
             return
         except AnswerCutError:
@@ -120,17 +134,41 @@ class ApiRequest:
             if self.task is not None:
                 self.task.uncancel()  # our own cancel (the client left): the request is over
         except Exception:
-            log.exception("unexpected error on POST %s", self.scope["path"])
+            log.exception("unexpected error on %s %s", self.scope["method"], self.scope["path"])
             if self.started:
                 raise  # the answer is on its way: only closing the connection is left
-            await self.respond(
-                openai_error(500, "The gateway failed to handle the request.", "server_error")
-            )
+            await self.respond(error_answer(InternalError()))
         finally:
-            self.finished = True
+            self.answered = True
             if self.watcher is not None:
                 self.watcher.cancel()
             self.watcher = self.task = None  # no cycle through the tasks' frames
+
+    def answer(self, adapter: ApiAdapter) -> contextlib.AbstractAsyncContextManager[Answer]:
+        """The route's answer, held open while it is sent."""
+        method, path = self.scope["method"], self.scope["path"]
+        if path in adapter.post_paths:
+            if method == "POST":
+                return adapter.routes.handle_call(self.call())
+        elif method in ("GET", "HEAD"):
+            return self.models(adapter.routes, path)
+        return self.refused(MethodNotAllowedError(f"{method} {path}"))
+
+    @contextlib.asynccontextmanager
+    async def models(self, routes: ApiRoutes, path: str) -> AsyncIterator[Answer]:
+        """``/v1/models`` or one model; the (empty) body is read first, so that a client that
+        leaves while the upstreams' lists are fetched cancels the fetch."""
+        await self.drain(ERROR_DRAIN_BYTES)
+        authorization = self.call().authorization
+        if path == MODELS_ROUTE:
+            yield await routes.list_models(authorization)
+        else:
+            yield await routes.get_model(authorization, path[len(MODEL_PREFIX) :])
+
+    @contextlib.asynccontextmanager
+    async def refused(self, exc: ApiError) -> AsyncIterator[Answer]:
+        await self.drain(ERROR_DRAIN_BYTES)
+        yield error_answer(exc)
 
     # ----------------------------------------------------------------- request body
 
@@ -162,14 +200,13 @@ class ApiRequest:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def drain(self, max_bytes: int) -> None:
-        """Read and drop the rest of the body (bounded), so HTTP/1.1 can carry the answer."""
-        dropped = 0
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                while (chunk := await self._next_chunk()) is not None:
-                    dropped += len(chunk)
-                    if dropped > max_bytes:
-                        return
+        if not self.body_done:
+            async with contextlib.aclosing(self._chunks()) as chunks:
+                await drop_body(chunks, max_bytes)
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        while (chunk := await self._next_chunk()) is not None:
+            yield chunk
 
     async def _watch(self) -> None:
         """After the body: wait for ``http.disconnect`` and cancel the handler if it is early."""
@@ -177,27 +214,50 @@ class ApiRequest:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 break
-        if not self.finished and self.task is not None:
+        if not self.answered and self.task is not None:
             self.cancelled_here = True
             self.task.cancel()
 
-    # ----------------------------------------------------------------- response
+    # ----------------------------------------------------------------- answer
 
-    async def respond(self, response: Response) -> None:
+    async def respond(self, answer: Answer) -> None:
         headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in response.headers.items()
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers
         ]
+        body = answer.body
+        if isinstance(body, bytes):
+            headers.append((b"content-length", str(len(body)).encode("ascii")))
         headers.append((b"x-request-id", self.request_id.encode("ascii")))
-        start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        start = {"type": "http.response.start", "status": answer.status, "headers": headers}
         self.started = True
         await self.send(start)
-        body = response.response
-        if isinstance(body, DataBody):  # a whole answer: one message
-            await self.send({"type": "http.response.body", "body": body.data, "more_body": False})
+        if isinstance(body, bytes):  # a whole answer: one message
+            data = b"" if self.scope["method"] == "HEAD" else body
+            await self.send({"type": "http.response.body", "body": data, "more_body": False})
             return
-        async with body as pieces:
-            async for piece in pieces:
-                data = piece.encode() if isinstance(piece, str) else piece
-                await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        try:
+            async for piece in body:
+                await self.send({"type": "http.response.body", "body": piece, "more_body": True})
+        finally:
+            await aclose(body)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def drop_body(chunks: AsyncIterable[bytes], max_bytes: int) -> None:
+    """Read and drop the rest of a request body (bounded in bytes and time): an HTTP/1.1
+    connection can only carry the next request once this one's body is in."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for chunk in chunks:
+                dropped += len(chunk)
+                if dropped > max_bytes:
+                    return
+
+
+async def aclose(body: AsyncIterator[bytes]) -> None:
+    """Close an answer's generator at once (its ``finally`` frees the tunnel stream), whether
+    it ran out or the sending stopped half-way."""
+    close = getattr(body, "aclose", None)
+    if close is not None:
+        await close()

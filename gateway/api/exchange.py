@@ -1,17 +1,17 @@
 """One admitted API request's accounting: what it holds, what it is charged, and the one
 place that gives it all back (:meth:`Services.close_exchange`).
 
-:class:`gateway.api.forwarding.UpstreamForwarder` notes on the :class:`Exchange` the tunnel stream it opens, the
-status and the usage; :meth:`gateway.api.routes.ApiRoutes.handle_call` calls
-:meth:`Services.close_exchange` from the ``finally`` that spans the request from admission to the last
-byte handed to the server. It closes the tunnel stream, frees the concurrency slot, charges the
-tokens and writes the ledger, metrics and access log, once. An answer that completes is settled
-(tokens charged, ledger row committed) just before its last bytes leave, so that what a client
-has seen is in the ledger even if the gateway is killed right after.
+:class:`gateway.api.forwarding.UpstreamForwarder` notes on the :class:`Exchange` the tunnel
+stream it opens, the status and the usage; :meth:`gateway.api.routes.ApiRoutes.handle_call`
+calls :meth:`Services.close_exchange` from the ``finally`` that spans the request from admission
+to the last byte handed to the server. It closes the tunnel stream, frees the concurrency slot,
+charges the tokens and writes the ledger, metrics and access log, once. An answer that completes
+is settled (tokens charged, ledger row committed) just before its last bytes leave, so that what
+a client has seen is in the ledger even if the gateway is killed right after.
 
 Tokens of a client that left (499): the upstream's ``usage`` when it came; otherwise the prompt
-estimated from the request (:func:`gateway.limits.limiter.estimate_prompt_tokens`, characters / 4)
-plus one completion token per SSE event relayed so far (upstreams send about one token per
+estimated from the request (:func:`gateway.limits.estimate.estimate_prompt_tokens`, characters
+/ 4) plus one completion token per SSE event relayed so far (upstreams send about one token per
 chunk; the role and finish events count too: a slight over-estimate, never a free answer). A
 request that failed on the upstream's side (502, 503) is charged only the usage it reported.
 """
@@ -28,17 +28,13 @@ from typing import Any, Protocol
 
 from gateway.accesslog import AccessLog
 from gateway.api.sse import Usage
-from gateway.limits.limiter import estimate_prompt_tokens
+from gateway.errors import AnswerCutError
+from gateway.limits.estimate import estimate_prompt_tokens
 from gateway.metrics import GatewayMetrics, RequestRecord
 from tunnel.api import TunnelPool, TunnelResponse
 from tunnel.errors import TunnelError
 
 log = logging.getLogger("gateway.proxy")
-
-
-class AnswerCutError(Exception):
-    """The upstream broke off a JSON answer already under way: the adapter stops sending, so
-    the connection is closed and the client cannot take a truncated answer for a whole one."""
 
 
 class AdmissionLike(Protocol):

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from gateway.errors import InvalidRequestError
+
 Json = dict[str, Any]
 Event = tuple[str, Json]
 
@@ -47,13 +49,11 @@ ERROR_TYPES: Final = {
 _SAMPLING: Final = ("temperature", "top_p", "top_k")
 
 
-class TranslationError(ValueError):
+class TranslationError(InvalidRequestError):
     """The Messages request cannot be expressed as a chat completions request (a 400)."""
 
     def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
+        super().__init__(message, param=param)
 
 
 def error_type(status: int) -> str:

@@ -1,7 +1,7 @@
 """Bearer authentication: API keys from the key store, or JWTs from configured issuers.
 
-Every failure is an ``AuthError`` whose message is safe to return as a 401 (``invalid_api_key``);
-the token itself is never logged nor echoed.
+Every failure is an :class:`~gateway.errors.AuthError` whose message is safe to return as a 401
+(``invalid_api_key``); the token itself is never logged nor echoed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.auth.identity import Identity, LimitDefaults, LimitsSettings, defaults_from
-from gateway.auth.jwt import JwtIssuerSettings, JwtVerifier, TokenError, looks_like_jwt
+from gateway.auth.jwt import JwtIssuerSettings, JwtVerifier, looks_like_jwt
 from gateway.auth.keystore import KEY_PREFIX, KeyRecord, KeyStore, hash_key
+from gateway.errors import AuthError, TokenError
 
 log = logging.getLogger("gateway.auth")
 
@@ -27,14 +28,6 @@ NO_KEY_MESSAGE = (
 BAD_KEY_MESSAGE = "Incorrect API key provided."
 _CACHE_SIZE = 4096
 VERSION_RECHECK_S = 0.25  # how often the key cache asks SQLite whether anything changed
-
-
-class AuthError(Exception):
-    """Authentication failed; ``message`` is the client-facing text (401 ``invalid_api_key``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class _AuthSettings(Protocol):

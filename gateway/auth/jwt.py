@@ -26,6 +26,7 @@ from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClai
 from joserfc.jwk import Key, KeySet
 
 from gateway.auth.identity import Identity, LimitDefaults
+from gateway.errors import TokenError
 
 log = logging.getLogger("gateway.jwt_auth")
 
@@ -35,14 +36,6 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 LIMIT_CLAIMS = {"rpm": "llm_rpm", "tpm": "llm_tpm", "concurrency": "llm_concurrency"}
 _MAX_JWKS_BYTES = 1 << 20
 _MAX_TOKEN_CHARS = 16 * 1024
-
-
-class TokenError(Exception):
-    """A token refused; ``reason`` is safe to show to the client (it never echoes the token)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class JwtIssuerSettings(Protocol):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.auth.identity import Identity
-from gateway.limits.limiter import RateLimitedError, RateLimiter
+from gateway.errors import RateLimitedError
+from gateway.limits.limiter import RateLimiter
 from tests.support.redisproc import RedisServer
 
 pytestmark = pytest.mark.skipif(

@@ -14,11 +14,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.auth.authenticator import AuthError, bearer_token
+from gateway.auth.authenticator import bearer_token
 from gateway.auth.identity import LimitDefaults
 from gateway.auth.jwt import (
     Peek,
-    TokenError,
     identity_from_claims,
     looks_like_jwt,
     parse_models,
@@ -26,6 +25,7 @@ from gateway.auth.jwt import (
     validate_claims,
 )
 from gateway.config import JwtIssuerConfig
+from gateway.errors import AuthError, TokenError
 from tunnel import listener
 from tunnel.errors import HandshakeError
 

@@ -15,7 +15,7 @@ from gateway.api.body_rewrite import USAGE_OPTION_ROUTES, insert_first_member, u
 from gateway.api.models import ResolvedModel
 from gateway.api.request_body import FIELD_TYPES, REQUIRED_FIELDS, parse_body
 from gateway.errors import InvalidRequestError
-from gateway.limits.limiter import estimate_tokens
+from gateway.limits.estimate import estimate_tokens
 
 FUZZ = settings(
     max_examples=150,

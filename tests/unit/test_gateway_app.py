@@ -14,9 +14,9 @@ import pytest
 
 from gateway.accesslog import AccessLog
 from gateway.app import client_address, create_admin_app, create_app
-from gateway.auth.authenticator import AuthError
 from gateway.auth.identity import Identity
 from gateway.config import config_from_table
+from gateway.errors import AuthError
 from gateway.metrics import GatewayMetrics
 from tunnel.api import PoolStatus
 from tunnel.errors import NoTunnelError, StreamResetError
@@ -375,10 +375,10 @@ async def test_fast_path_client_gone_mid_stream_cancels_and_frees(rig: Rig) -> N
     assert line["status"] == 499
 
 
-async def test_fast_path_leaves_other_routes_to_quart(rig: Rig) -> None:
+async def test_adapter_answers_another_method_with_openai_405(rig: Rig) -> None:
     client = AsgiClient([{"type": "http.request", "body": b"", "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/chat/completions", "GET"), client.receive, client.send)
-    assert client.sent[0]["status"] == 405  # Quart's answer, in OpenAI's shape
+    assert client.sent[0]["status"] == 405  # the adapter's answer, in OpenAI's shape
     assert b'"error"' in b"".join(m.get("body", b"") for m in client.sent)
 
 

@@ -14,13 +14,13 @@ from gateway.auth.keystore import (
     KEY_PREFIX,
     KeyRecord,
     KeyStore,
-    KeyStoreError,
     generate_key,
     hash_key,
     hashes_match,
     key_id_of,
     looks_like_key,
 )
+from gateway.errors import KeyStoreError
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.auth.identity import Identity
+from gateway.errors import RateLimitedError
+from gateway.limits.estimate import estimate_tokens
 from gateway.limits.headers import (
     WindowState,
     concurrency_message,
@@ -18,7 +20,7 @@ from gateway.limits.headers import (
     retry_after_headers,
     tokens_message,
 )
-from gateway.limits.limiter import RateLimitedError, RateLimiter, async_storage_uri, estimate_tokens
+from gateway.limits.limiter import RateLimiter, async_storage_uri
 
 HEADER_NAMES = {
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
