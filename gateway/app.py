@@ -26,7 +26,8 @@ from gateway.api.asgi import ERROR_DRAIN_BYTES, ApiAdapter, drop_body
 from gateway.api.forwarding import LedgerLike, Services, UpstreamForwarder
 from gateway.api.models import ModelCatalog, ModelMap
 from gateway.api.routes import ApiRoutes, AuthenticatorLike, LimiterLike, new_request_id
-from gateway.config import GatewayConfig, Network
+from gateway.config import GatewayConfig
+from gateway.config_table import Network
 from gateway.errors import (
     ApiError,
     HttpError,

@@ -58,15 +58,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 def is_api_path(path: str, post_paths: frozenset[str]) -> bool:
     """The paths this adapter serves: the POST routes, ``/v1/models`` and ``/v1/models/{id}``
-    (an id that is not empty and does not start with ``/``)."""
+    (an id that is not empty and does not start with ``/``, as Quart's ``path`` converter)."""
     if path in post_paths or path == MODELS_ROUTE:
         return True
-    return path.startswith(MODEL_PREFIX) and path[
-        len(MODEL_PREFIX) : len(MODEL_PREFIX) + 1
-    ] not in (
-        "",
-        "/",
-    )
+    model_id = path[len(MODEL_PREFIX) :] if path.startswith(MODEL_PREFIX) else ""
+    return bool(model_id) and not model_id.startswith("/")
 
 
 class ApiAdapter:
@@ -159,11 +155,8 @@ class ApiRequest:
         """``/v1/models`` or one model; the (empty) body is read first, so that a client that
         leaves while the upstreams' lists are fetched cancels the fetch."""
         await self.drain(ERROR_DRAIN_BYTES)
-        authorization = self.call().authorization
-        if path == MODELS_ROUTE:
-            yield await routes.list_models(authorization)
-        else:
-            yield await routes.get_model(authorization, path[len(MODEL_PREFIX) :])
+        model_id = None if path == MODELS_ROUTE else path[len(MODEL_PREFIX) :]
+        yield await routes.models(self.call().authorization, model_id)
 
     @contextlib.asynccontextmanager
     async def refused(self, exc: ApiError) -> AsyncIterator[Answer]:

@@ -190,24 +190,19 @@ class ApiRoutes:
             log.exception("reading the rate limit state failed")
             return {}
 
-    async def list_models(self, authorization: str | None) -> Answer:
-        """``GET /v1/models``: the models this caller may use, aliases first."""
-        try:
-            identity = await self.auth.authenticate(authorization)
-        except ApiError as exc:
-            return error_answer(exc)
-        data = await self.catalog.listing(identity.models)
-        answer = json_answer({"object": "list", "data": data})
-        return answer.with_headers(await self._limit_headers(identity))
-
-    async def get_model(self, authorization: str | None, model_id: str) -> Answer:
-        """``GET /v1/models/{id}``: one model, or OpenAI's 404."""
+    async def models(self, authorization: str | None, model_id: str | None = None) -> Answer:
+        """``GET /v1/models`` (the models this caller may use, aliases first), or with
+        ``model_id`` ``GET /v1/models/{model_id}`` (one of them, or OpenAI's 404)."""
         try:
             identity = await self.auth.authenticate(authorization)
         except ApiError as exc:
             return error_answer(exc)
         try:
-            answer = json_answer(await self._model_entry(model_id, identity))
+            if model_id is None:
+                data = await self.catalog.listing(identity.models)
+                answer = json_answer({"object": "list", "data": data})
+            else:
+                answer = json_answer(await self._model_entry(model_id, identity))
         except ApiError as exc:
             answer = error_answer(exc)
         return answer.with_headers(await self._limit_headers(identity))

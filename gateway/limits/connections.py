@@ -10,12 +10,12 @@ which ``[server] header_timeout_s`` bounds.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+import hypercorn.asyncio.run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config as HypercornConfig
 
@@ -98,7 +98,7 @@ class LimitedTCPServer(TCPServer):
 def install() -> None:
     """Make Hypercorn's asyncio worker use :class:`LimitedTCPServer` (idempotent). Hypercorn
     (0.17, 0.18) builds each connection as ``TCPServer(...)`` looked up in its ``run`` module."""
-    run: Any = importlib.import_module("hypercorn.asyncio.run")
+    run: Any = hypercorn_run
     if run.TCPServer is not LimitedTCPServer:
         if run.TCPServer is not TCPServer:
             raise RuntimeError("hypercorn.asyncio.run.TCPServer is not Hypercorn's own")

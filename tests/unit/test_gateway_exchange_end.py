@@ -1,5 +1,5 @@
 """Every ending of an admitted request frees its slot, closes its tunnel stream and writes one
-access-log line (STYLE 14): the fast path driven with raw ASGI messages, fakes for the rest."""
+access-log line (STYLE 14): the ASGI adapter driven with raw ASGI messages, fakes for the rest."""
 
 from __future__ import annotations
 
