@@ -88,6 +88,13 @@ class InvalidRequestError(ApiError):
     error_type = "invalid_request_error"
 
 
+class TranslationError(InvalidRequestError):
+    """400: a Messages request that cannot be expressed as a chat completions request."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+
+
 class AuthError(ApiError):
     """401: no key, a bad key, a refused token; ``message`` is safe to return (never the
     token)."""

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
-from gateway.errors import InvalidRequestError
+from gateway.errors import TranslationError
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -47,13 +47,6 @@ ERROR_TYPES: Final = {
     529: "overloaded_error",
 }
 _SAMPLING: Final = ("temperature", "top_p", "top_k")
-
-
-class TranslationError(InvalidRequestError):
-    """The Messages request cannot be expressed as a chat completions request (a 400)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message, param=param)
 
 
 def error_type(status: int) -> str:

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from gateway.api.messages_stream import MessageSseTranslator, MessageStream
 from gateway.api.messages_translate import (
-    TranslationError,
     chat_error_to_message_error,
     chat_to_message,
     count_from_tokenize,
@@ -27,6 +26,7 @@ from gateway.api.messages_translate import (
     messages_to_chat,
     tokenize_request,
 )
+from gateway.errors import TranslationError
 
 DATA = Path(__file__).parent / "data"
 UPSTREAM = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
