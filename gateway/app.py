@@ -11,9 +11,8 @@ The client address comes from ``X-Forwarded-For`` only when the direct peer is a
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from quart import Quart, Response, g, jsonify, request
@@ -26,8 +25,8 @@ from gateway.api.asgi import ERROR_DRAIN_BYTES, ApiAdapter, drop_body
 from gateway.api.forwarding import LedgerLike, Services, UpstreamForwarder
 from gateway.api.models import ModelCatalog, ModelMap
 from gateway.api.routes import ApiRoutes, AuthenticatorLike, LimiterLike, new_request_id
+from gateway.client_address import ForwardedFor, Network
 from gateway.config import GatewayConfig
-from gateway.config_table import Network
 from gateway.errors import (
     ApiError,
     HttpError,
@@ -41,7 +40,6 @@ from tunnel.api import TunnelPool
 from tunnel.listener import Listener
 
 log = logging.getLogger("gateway.app")
-ASGIApp = Callable[..., Awaitable[None]]
 
 
 def create_app(  # noqa: PLR0917 (the factory's signature is shared with the auth helper)
@@ -188,57 +186,7 @@ def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) ->
     app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
 
 
-# --------------------------------------------------------------------------- X-Forwarded-For
-
-
-def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
-    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
-    address in ``X-Forwarded-For`` (read right to left) that is not itself a trusted proxy."""
-    if not forwarded_for or not _is_trusted(peer, trusted):
-        return peer
-    nearest = peer
-    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return nearest  # garbage ("unknown", a port...): stop at the last address we trust
-        if not _is_trusted(hop, trusted):
-            return hop
-        nearest = hop
-    return nearest
-
-
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-class ForwardedFor:
-    """ASGI middleware: rewrites ``scope["client"]`` from ``X-Forwarded-For`` for trusted peers
-    (the original peer stays in ``scope["gateway.peer"]``)."""
-
-    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
-        self.app = app
-        self.trusted = tuple(trusted)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.trusted and scope["type"] in ("http", "websocket") and scope.get("client"):
-            values = [v for k, v in scope["headers"] if k == b"x-forwarded-for"]
-            if values:
-                peer, port = scope["client"]
-                header = b",".join(values).decode("latin-1")
-                address = client_address(peer, header, self.trusted)
-                if address != peer:
-                    scope = {**scope, "client": (address, 0), "gateway.peer": (peer, port)}
-        await self.app(scope, receive, send)
-
-
 __all__ = [
-    "ForwardedFor",
-    "client_address",
     "create_admin_app",
     "create_app",
     "create_websocket_app",

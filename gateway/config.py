@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from gateway.config_table import REQUIRED, Network, TableReader, parse_listen
+from gateway.client_address import Network
+from gateway.config_table import REQUIRED, TableReader, parse_listen
 from gateway.errors import ConfigError
 from tunnel.config import ListenerConfig
 from tunnel.errors import ConfigError as TunnelConfigError

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.client_address import Network
 from gateway.errors import ConfigError
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Required:

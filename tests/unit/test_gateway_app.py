@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from gateway.accesslog import AccessLog
-from gateway.app import client_address, create_admin_app, create_app
+from gateway.app import create_admin_app, create_app
 from gateway.auth.identity import Identity
+from gateway.client_address import client_address
 from gateway.config import config_from_table
 from gateway.errors import AuthError
 from gateway.metrics import GatewayMetrics
