@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
+from gateway.auth.keystore import KeyStore
 from gateway.config import load_config
-from gateway.keystore import KeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.server import build_parts
 from tunnel.api import PoolStatus

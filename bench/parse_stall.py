@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway.request_body import Json, parse_body, parse_body_async
+from gateway.api.request_body import Json, parse_body, parse_body_async
 
 CHAT = "/v1/chat/completions"
 BODIES = 4

@@ -1,7 +1,9 @@
 """The Quart apps: the public API, the admin app, and the WebSocket-only app for plain HTTP.
 
 :func:`create_app` wires the collaborators (tunnel pool, authenticator, limiter, ledger,
-metrics) into the OpenAI routes; unknown routes and methods answer in OpenAI's error shape.
+metrics) into the API routes, which :class:`gateway.api.asgi.ApiAdapter` serves in front of
+Quart. Quart keeps what it is for: ``/healthz``, ``/readyz``, the admin app's ``/metrics``, the
+tunnel's WebSocket endpoint, and its own 404 / 405 for anything else, in OpenAI's error shape.
 The client address comes from ``X-Forwarded-For`` only when the direct peer is a trusted proxy
 (:class:`ForwardedFor`, an ASGI middleware, so the tunnel's WebSocket endpoint sees it too).
 """
@@ -9,35 +11,35 @@ The client address comes from ``X-Forwarded-For`` only when the direct peer is a
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from quart import Quart, Response, g, jsonify, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from gateway.accesslog import AccessLog
-from gateway.config import GatewayConfig, Network
-from gateway.errors import openai_error
-from gateway.fastpath import ApiFastPath
-from gateway.metrics import GatewayMetrics
-from gateway.models import ModelCatalog, ModelMap
-from gateway.openai_routes import (
-    AuthenticatorLike,
-    LimiterLike,
-    OpenAIRoutes,
-    drain_body,
-    new_request_id,
+from gateway.api.answer import Answer, error_answer
+from gateway.api.asgi import ERROR_DRAIN_BYTES, ApiAdapter, drop_body
+from gateway.api.forwarding import LedgerLike, Services, UpstreamForwarder
+from gateway.api.models import ModelCatalog, ModelMap
+from gateway.api.routes import ApiRoutes, AuthenticatorLike, LimiterLike, new_request_id
+from gateway.client_address import ForwardedFor, Network
+from gateway.config import GatewayConfig
+from gateway.errors import (
+    ApiError,
+    HttpError,
+    InternalError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
 )
-from gateway.proxying import Forwarder, LedgerLike, Services
+from gateway.metrics import GatewayMetrics
+from gateway.websocket import serve_quart_websocket
 from tunnel.api import TunnelPool
 from tunnel.listener import Listener
-from tunnel.ws_endpoint import serve_quart_websocket
 
 log = logging.getLogger("gateway.app")
-ERROR_DRAIN_BYTES = 1 << 20
-ASGIApp = Callable[..., Awaitable[None]]
 
 
 def create_app(  # noqa: PLR0917 (the factory's signature is shared with the auth helper)
@@ -65,16 +67,14 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
         upstream_timeout_s=config.server.upstream_timeout_s,
     )
     catalog = ModelCatalog(ModelMap(config.models), pool)
-    routes = OpenAIRoutes(
-        auth, limiter, catalog, Forwarder(services), max_body_bytes=config.server.max_body_bytes
-    )
-    routes.register(app)
+    forwarder = UpstreamForwarder(services)
+    routes = ApiRoutes(auth, limiter, catalog, forwarder, config.server.max_body_bytes)
     add_health_routes(app, pool)
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
     # the API routes skip Quart's per-request machinery (the hot path); the rest is Quart's
-    fast = ApiFastPath(cast("Any", app.asgi_app), routes)
-    app.asgi_app = cast("Any", fast)  # type: ignore[method-assign]
+    adapter = ApiAdapter(cast("Any", app.asgi_app), routes)
+    app.asgi_app = cast("Any", adapter)  # type: ignore[method-assign]
     _trust_forwarded_for(app, config.server.trusted_proxies)
     return app
 
@@ -143,17 +143,26 @@ async def _http_error(exc: HTTPException) -> Response:
     """Quart's own 404 / 405 / 413 in OpenAI's words."""
     target = f"{request.method} {request.path}"
     status = exc.code or 500
-    await drain_body(ERROR_DRAIN_BYTES)
+    await drop_body(request.body, ERROR_DRAIN_BYTES)
+    error: ApiError
     if status == 404:
-        return openai_error(404, f"Invalid URL ({target})", "invalid_request_error")
-    if status == 405:
-        return openai_error(405, f"Invalid method for URL ({target})", "invalid_request_error")
-    return openai_error(status, exc.description or exc.name, "invalid_request_error")
+        error = RouteNotFoundError(target)
+    elif status == 405:
+        error = MethodNotAllowedError(target)
+    else:
+        error = HttpError(status, exc.description or exc.name)
+    return quart_response(error_answer(error))
 
 
 async def _internal_error(exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
-    return openai_error(500, "The gateway failed to handle the request.", "server_error")
+    return quart_response(error_answer(InternalError()))
+
+
+def quart_response(answer: Answer) -> Response:
+    """A whole :class:`~gateway.api.answer.Answer` (an error) as Quart's response."""
+    assert isinstance(answer.body, bytes)
+    return Response(answer.body, status=answer.status, headers=Headers(list(answer.headers)))
 
 
 def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) -> None:
@@ -177,57 +186,7 @@ def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) ->
     app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
 
 
-# --------------------------------------------------------------------------- X-Forwarded-For
-
-
-def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
-    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
-    address in ``X-Forwarded-For`` (read right to left) that is not itself a trusted proxy."""
-    if not forwarded_for or not _is_trusted(peer, trusted):
-        return peer
-    nearest = peer
-    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return nearest  # garbage ("unknown", a port...): stop at the last address we trust
-        if not _is_trusted(hop, trusted):
-            return hop
-        nearest = hop
-    return nearest
-
-
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-class ForwardedFor:
-    """ASGI middleware: rewrites ``scope["client"]`` from ``X-Forwarded-For`` for trusted peers
-    (the original peer stays in ``scope["gateway.peer"]``)."""
-
-    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
-        self.app = app
-        self.trusted = tuple(trusted)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.trusted and scope["type"] in ("http", "websocket") and scope.get("client"):
-            values = [v for k, v in scope["headers"] if k == b"x-forwarded-for"]
-            if values:
-                peer, port = scope["client"]
-                header = b",".join(values).decode("latin-1")
-                address = client_address(peer, header, self.trusted)
-                if address != peer:
-                    scope = {**scope, "client": (address, 0), "gateway.peer": (peer, port)}
-        await self.app(scope, receive, send)
-
-
 __all__ = [
-    "ForwardedFor",
-    "client_address",
     "create_admin_app",
     "create_app",
     "create_websocket_app",

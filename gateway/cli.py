@@ -11,6 +11,7 @@ from typing import NoReturn, cast
 
 from gateway.config import GatewayConfig, check_files, load_config
 from gateway.errors import ConfigError
+from gateway.keys_cli import add_keys_parser, add_usage_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -60,10 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate gateway.toml and exit")
     check.add_argument("-c", "--config", required=True, help="gateway.toml")
     check.set_defaults(func=_check)
-    try:
-        from gateway.keys_cli import add_keys_parser, add_usage_parser  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - the key commands are optional
-        return parser
     shared = cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub)
     add_keys_parser(shared)
     add_usage_parser(shared)

@@ -7,16 +7,17 @@ The ``[tunnel]`` table is validated by :class:`tunnel.config.ListenerConfig`.
 
 from __future__ import annotations
 
-import importlib
-import ipaddress
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from gateway.client_address import Network
+from gateway.config_table import REQUIRED, TableReader, parse_listen
 from gateway.errors import ConfigError
+from tunnel.config import ListenerConfig
+from tunnel.errors import ConfigError as TunnelConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
 # a 256k-token context is about 1 MB of text, 1-2 MB as JSON (escapes, tool schemas, history);
@@ -32,150 +33,6 @@ JWT_ALGORITHMS: Final = frozenset(
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 STORAGE_SCHEMES: Final = ("memory://", "redis://", "rediss://", "redis+unix://")
 SECTIONS: Final = ("server", "admin", "tunnel", "auth", "limits", "models", "log")
-
-
-class _Required:
-    pass
-
-
-REQUIRED: Final = _Required()
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class TableReader:
-    """Reads keys of ``table`` (named ``prefix`` in messages); :meth:`finish` rejects the rest."""
-
-    def __init__(self, table: object, prefix: str, base_dir: Path) -> None:
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{prefix}: expected a table")
-        self.table: Mapping[str, Any] = table
-        self.prefix = prefix
-        self.base_dir = base_dir
-        self._seen: set[str] = set()
-
-    def name(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.name(key)}: {message}")
-
-    def raw(self, key: str, default: object = REQUIRED) -> object:
-        self._seen.add(key)
-        if key in self.table:
-            return self.table[key]
-        if default is REQUIRED:
-            raise self.fail(key, "missing (required)")
-        return default
-
-    def string(self, key: str, default: object = REQUIRED) -> str:
-        value = self.raw(key, default)
-        if not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {value!r}")
-        return value
-
-    def optional_string(self, key: str) -> str | None:
-        value = self.raw(key, None)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def integer(self, key: str, default: object = REQUIRED, minimum: int = 0) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise self.fail(key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def number(self, key: str, default: object = REQUIRED, minimum: float = 0.0) -> float:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {value!r}")
-        if value < minimum:
-            raise self.fail(key, f"must be at least {minimum}, got {value}")
-        return float(value)
-
-    def boolean(self, key: str, default: object = REQUIRED) -> bool:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
-        return value
-
-    def string_list(self, key: str, default: object = REQUIRED) -> tuple[str, ...]:
-        value = self.raw(key, default)
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, f"expected a list of strings, got {value!r}")
-        return tuple(value)
-
-    def path(self, key: str, default: object = REQUIRED) -> Path:
-        """A file path; relative paths are relative to the config file's folder."""
-        value = self.string(key, default)
-        if not value:
-            raise self.fail(key, "expected a file path, got an empty string")
-        return self.resolved(key, value)
-
-    def optional_path(self, key: str) -> Path | None:
-        value = self.optional_string(key)
-        return None if value is None else self.resolved(key, value)
-
-    def resolved(self, key: str, value: str) -> Path:
-        try:
-            return resolve_path(value, self.base_dir)
-        except ValueError as exc:
-            raise self.fail(key, str(exc)) from None
-
-    def listen(self, key: str, default: object = REQUIRED) -> tuple[str, int]:
-        value = self.string(key, default)
-        try:
-            return parse_listen(value)
-        except ValueError as exc:
-            raise self.fail(key, str(exc)) from None
-
-    def networks(self, key: str) -> tuple[Network, ...]:
-        out: list[Network] = []
-        for item in self.string_list(key, []):
-            try:
-                out.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                raise self.fail(key, f"{item!r} is not an IP address or CIDR block") from None
-        return tuple(out)
-
-    def sub_table(self, key: str) -> Mapping[str, Any]:
-        value = self.raw(key, {})
-        if not isinstance(value, Mapping):
-            raise self.fail(key, "expected a table")
-        return value
-
-    def finish(self) -> None:
-        unknown = sorted(k for k in self.table if k not in self._seen)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
-
-
-def resolve_path(value: str, base_dir: Path) -> Path:
-    """``value`` with ``~`` expanded, relative to ``base_dir``; ValueError for ``~unknown``."""
-    try:
-        path = Path(value).expanduser()
-    except RuntimeError:  # "~name" of a user this system does not know
-        raise ValueError(f"{value!r} names the home of an unknown user") from None
-    return path if path.is_absolute() else base_dir / path
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); port 0 picks a free one."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f'expected "host:port", got {value!r}')
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, port
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,15 +115,17 @@ class GatewayConfig:
     auth: AuthConfig
     limits: LimitsConfig
     log: LogConfig
+    tunnel: ListenerConfig  # ``[tunnel]``, read by the tunnel listener's own config
     models: Mapping[str, ModelRoute] = field(default_factory=dict)
-    tunnel_table: Mapping[str, Any] = field(default_factory=dict)
-    tunnel: Any = None  # tunnel.config.ListenerConfig, or None while that module is absent
-    websocket_path: str = DEFAULT_WEBSOCKET_PATH
-    websocket_http_listen: tuple[str, int] | None = None
+    websocket_http_listen: tuple[str, int] | None = None  # ``tunnel.websocket_http_listen``
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def websocket_path(self) -> str:
+        return self.tunnel.websocket_path
 
 
 def load_config(path: Path) -> GatewayConfig:
@@ -288,7 +147,7 @@ def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
     top = TableReader(data, "", path.parent)
     for section in SECTIONS:
         top.raw(section, {})
-    top.finish()
+    top.reject_unknown_keys()
     base = path.parent
     tunnel_table = TableReader(data.get("tunnel", {}), "tunnel", base).table
     return GatewayConfig(
@@ -299,10 +158,8 @@ def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
         limits=_limits(TableReader(data.get("limits", {}), "limits", base)),
         log=_log(TableReader(data.get("log", {}), "log", base)),
         models=_models(TableReader(data.get("models", {}), "models", base)),
-        tunnel_table=tunnel_table,
-        tunnel=_listener_config(tunnel_table, base),
-        websocket_path=_websocket_path(tunnel_table),
-        websocket_http_listen=_websocket_http_listen(tunnel_table),
+        tunnel=(tunnel := _listener_config(tunnel_table, base)),
+        websocket_http_listen=_websocket_http_listen(tunnel.websocket_http_listen),
     )
 
 
@@ -320,14 +177,14 @@ def _server(r: TableReader) -> ServerConfig:
             "max_connections_per_ip", DEFAULT_MAX_CONNECTIONS_PER_IP, minimum=0
         ),
     )
-    r.finish()
+    r.reject_unknown_keys()
     return cfg
 
 
 def _admin(r: TableReader) -> AdminConfig:
     listen = r.string("listen", "127.0.0.1:9100")
     cfg = AdminConfig(listen=r.listen("listen", listen) if listen else None)
-    r.finish()
+    r.reject_unknown_keys()
     return cfg
 
 
@@ -339,7 +196,7 @@ def _auth(r: TableReader) -> AuthConfig:
     jwt = tuple(
         _jwt_issuer(TableReader(t, f"auth.jwt[{i}]", r.base_dir)) for i, t in enumerate(issuers)
     )
-    r.finish()
+    r.reject_unknown_keys()
     return AuthConfig(keys_db=keys_db, jwt=jwt)
 
 
@@ -355,7 +212,7 @@ def _jwt_issuer(r: TableReader) -> JwtIssuerConfig:
         models_claim=r.optional_string("models_claim"),
         leeway_s=r.number("leeway_s", 30.0),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if (cfg.jwks_url is None) == (cfg.jwks_file is None):
         raise r.fail("jwks_url", "set exactly one of jwks_url and jwks_file")
     if cfg.jwks_url is not None and not cfg.jwks_url.startswith("https://"):
@@ -375,7 +232,7 @@ def _limits(r: TableReader) -> LimitsConfig:
         tpm=r.integer("tpm", 100_000),
         concurrency=r.integer("concurrency", 4),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if not cfg.storage.startswith(STORAGE_SCHEMES):
         raise r.fail("storage", f'expected "memory://" or a "redis://" URL, got {cfg.storage!r}')
     return cfg
@@ -388,7 +245,7 @@ def _models(r: TableReader) -> dict[str, ModelRoute]:
         routes[alias] = ModelRoute(
             upstream=_non_empty(t, "upstream"), model=_non_empty(t, "model", alias)
         )
-        t.finish()
+        t.reject_unknown_keys()
     return routes
 
 
@@ -399,7 +256,7 @@ def _log(r: TableReader) -> LogConfig:
         level=r.string("level", "info").lower(),
         log_prompts=r.boolean("log_prompts", False),
     )
-    r.finish()
+    r.reject_unknown_keys()
     if cfg.level not in LOG_LEVELS:
         raise r.fail("level", f"expected one of {', '.join(LOG_LEVELS)}, got {cfg.level!r}")
     return cfg
@@ -412,32 +269,20 @@ def _non_empty(r: TableReader, key: str, default: object = REQUIRED) -> str:
     return value
 
 
-def _listener_config(table: Mapping[str, Any], base_dir: Path) -> Any:
-    """``tunnel.config.ListenerConfig.from_table``; ``None`` while that module is not there."""
+def _listener_config(table: Mapping[str, Any], base_dir: Path) -> ListenerConfig:
+    """``[tunnel]`` as the listener reads it; its mistakes are the gateway's config errors."""
     try:
-        module = importlib.import_module("tunnel.config")
-    except ImportError:
-        return None
-    tunnel_errors = importlib.import_module("tunnel.errors")
-    try:
-        return module.ListenerConfig.from_table(dict(table), base_dir)
-    except tunnel_errors.ConfigError as exc:
+        return ListenerConfig.from_table(table, base_dir)
+    except TunnelConfigError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def _websocket_path(table: Mapping[str, Any]) -> str:
-    value = table.get("websocket_path", DEFAULT_WEBSOCKET_PATH)
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"tunnel.websocket_path: expected a path starting with /, got {value!r}")
-    return value
-
-
-def _websocket_http_listen(table: Mapping[str, Any]) -> tuple[str, int] | None:
-    value = table.get("websocket_http_listen", "")
-    if value == "":
+def _websocket_http_listen(value: str) -> tuple[str, int] | None:
+    """The plain-HTTP WebSocket listener's address (checked by the listener's config)."""
+    if not value:
         return None
     try:
-        return parse_listen(value if isinstance(value, str) else "")
+        return parse_listen(value)
     except ValueError as exc:
         raise ConfigError(f"tunnel.websocket_http_listen: {exc}") from None
 

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.auth.keystore import KeyRecord, KeyStore
 from gateway.config import load_config
-from gateway.errors import ConfigError
-from gateway.keystore import KeyRecord, KeyStore, KeyStoreError
+from gateway.errors import ConfigError, KeyStoreError, UsageError
 from gateway.ledger import UsageLedger, format_table, usage_table
 
 if TYPE_CHECKING:
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 Handler = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
 
 
 def add_keys_parser(subparsers: _SubParsers) -> argparse.ArgumentParser:
@@ -79,7 +75,7 @@ def _guarded(prog: str, handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except (CliError, KeyStoreError, ConfigError) as exc:
+        except (UsageError, KeyStoreError, ConfigError) as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
 
@@ -89,15 +85,15 @@ def _guarded(prog: str, handler: Handler) -> Handler:
 def _keys_db(args: argparse.Namespace) -> Path:
     config = getattr(args, "config", None)
     if config is None:
-        raise CliError("-c/--config gateway.toml is required")
+        raise UsageError("-c/--config gateway.toml is required")
     return Path(load_config(Path(config)).auth.keys_db)
 
 
 def _create(args: argparse.Namespace) -> int:
     if not _NAME.fullmatch(args.name):
-        raise CliError(f"invalid key name {args.name!r} (letters, digits, . _ @ + -; max 64)")
+        raise UsageError(f"invalid key name {args.name!r} (letters, digits, . _ @ + -; max 64)")
     if args.expires is not None and args.expires <= datetime.now(UTC).date():
-        raise CliError(f"--expires {args.expires} is not in the future")
+        raise UsageError(f"--expires {args.expires} is not in the future")
     store = KeyStore(_keys_db(args))
     try:
         secret = store.create(

@@ -65,14 +65,14 @@ class UsageRow:
         return {**asdict(self), "day": self.day.isoformat(), "total_tokens": self.total_tokens}
 
 
-class _AuthSettings(Protocol):
+class _KeysDbSettings(Protocol):
     @property
     def keys_db(self) -> Path: ...
 
 
 class LedgerConfig(Protocol):
     @property
-    def auth(self) -> _AuthSettings: ...
+    def auth(self) -> _KeysDbSettings: ...
 
 
 RETRY_INTERVAL_S = 1.0  # totals whose commit failed are tried again this often

@@ -28,18 +28,18 @@ from quart import Quart
 
 from gateway.accesslog import AccessLog
 from gateway.app import create_admin_app, create_app, create_websocket_app
-from gateway.auth import Authenticator
+from gateway.auth.authenticator import Authenticator
 from gateway.config import GatewayConfig
-from gateway.connlimit import AddressLimit, LimitedConfig
-from gateway.connlimit import install as install_connection_limit
 from gateway.errors import ConfigError
 from gateway.ledger import UsageLedger
+from gateway.limits.connections import AddressLimit, LimitedConfig
+from gateway.limits.connections import install as install_connection_limit
+from gateway.limits.limiter import RateLimiter
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import RateLimiter
+from gateway.websocket import harden_websockets
 from tunnel.heap import freeze_startup_heap, pin_mmap_threshold
 from tunnel.listener import Listener
-from tunnel.ws_endpoint import harden_websockets
 
 log = logging.getLogger("gateway")
 

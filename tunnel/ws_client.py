@@ -41,7 +41,7 @@ USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 )
-#: Largest binary message we send: the gateway takes no more (tunnel.ws_endpoint caps it).
+#: Largest binary message we send: the gateway takes no more (gateway.websocket caps it).
 #: Never raise it alone, or a new connector cannot talk to an older gateway.
 MAX_MESSAGE_BYTES = 64 * 1024
 READ_BYTES = 65536

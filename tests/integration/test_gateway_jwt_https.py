@@ -26,10 +26,11 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from gateway.auth import Authenticator, AuthError
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.jwt import JwtVerifier
 from gateway.config import JwtIssuerConfig
-from gateway.identity import LimitDefaults
-from gateway.jwt_auth import JwtVerifier
+from gateway.errors import AuthError
 
 ISS = "https://idp.test/realms/home"
 AUD = "llm-gateway"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import Authenticator, AuthError
-from gateway.identity import LimitDefaults
-from gateway.keystore import KeyStore, looks_like_key
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.keystore import KeyStore, looks_like_key
+from gateway.errors import AuthError
 from gateway.ledger import UsageLedger
 from tests.support.procs import REPO_ROOT, base_env
 

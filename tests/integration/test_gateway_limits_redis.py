@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.identity import Identity
-from gateway.ratelimit import RateLimited, RateLimiter
+from gateway.auth.identity import Identity
+from gateway.errors import RateLimitedError
+from gateway.limits.limiter import RateLimiter
 from tests.support.redisproc import RedisServer
 
 pytestmark = pytest.mark.skipif(
@@ -43,7 +44,7 @@ async def test_shared_rpm(pair: tuple[RateLimiter, RateLimiter]) -> None:
     for limiter in (a, b, a, b, a):
         await (await limiter.admit(alice, 1)).release()
     for limiter in (a, b):
-        with pytest.raises(RateLimited) as info:
+        with pytest.raises(RateLimitedError) as info:
             await limiter.admit(alice, 1)
         assert "Limit 5, Used 5, Requested 1" in info.value.message
         assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
@@ -59,7 +60,7 @@ async def test_tokens_charged_on_one_block_the_other(
     await admission.charge(600, 380)
     await admission.release()
     assert (await b.headers_for(alice))["x-ratelimit-remaining-tokens"] == "20"
-    with pytest.raises(RateLimited, match=r"TPM\): Limit 1000, Used 980, Requested 50"):
+    with pytest.raises(RateLimitedError, match=r"TPM\): Limit 1000, Used 980, Requested 50"):
         await b.admit(alice, 50)
 
 
@@ -72,7 +73,7 @@ async def test_concurrency_across_two_gateways(pair: tuple[RateLimiter, RateLimi
     async def one(limiter: RateLimiter) -> bool:
         try:
             admission = await limiter.admit(alice, 1)
-        except RateLimited:
+        except RateLimitedError:
             return False
         admitted.append(admission)
         await gate.wait()
@@ -88,7 +89,7 @@ async def test_concurrency_across_two_gateways(pair: tuple[RateLimiter, RateLimi
     assert results.count(True) == 4
     # every slot came back: four fit again, through either gateway
     again = [await (a if i % 2 else b).admit(alice, 1) for i in range(4)]
-    with pytest.raises(RateLimited, match="Too many concurrent requests for alice: Limit 4"):
+    with pytest.raises(RateLimitedError, match="Too many concurrent requests for alice: Limit 4"):
         await a.admit(alice, 1)
     for admission in again:
         await admission.release()

@@ -1,6 +1,6 @@
 """Shared pieces of the websocket-carrier tests (this module holds no tests itself).
 
-``ws_front(listener)`` serves ``tunnel.ws_endpoint`` from a real Hypercorn/Quart app in the test's
+``ws_front(listener)`` serves ``gateway.websocket`` from a real Hypercorn/Quart app in the test's
 event loop, on plain HTTP or (with ``cert``/``key``) HTTPS, at :data:`WS_PATH`.
 """
 
@@ -18,9 +18,9 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from quart import Quart
 
+from gateway.websocket import serve_quart_websocket
 from tests.support.procs import async_wait_for_port
 from tunnel.listener import Listener
-from tunnel.ws_endpoint import serve_quart_websocket
 
 WS_PATH = "/.well-known/llm-tunnel"
 

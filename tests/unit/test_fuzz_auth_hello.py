@@ -14,18 +14,18 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.auth import AuthError, bearer_token
-from gateway.config import JwtIssuerConfig
-from gateway.identity import LimitDefaults
-from gateway.jwt_auth import (
+from gateway.auth.authenticator import bearer_token
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.jwt import (
     Peek,
-    TokenError,
     identity_from_claims,
     looks_like_jwt,
     parse_models,
     peek,
     validate_claims,
 )
+from gateway.config import JwtIssuerConfig
+from gateway.errors import AuthError, TokenError
 from tunnel import listener
 from tunnel.errors import HandshakeError
 

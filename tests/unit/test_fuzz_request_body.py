@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.body_rewrite import USAGE_OPTION_ROUTES, insert_first_member, upstream_body
+from gateway.api.body_rewrite import USAGE_OPTION_ROUTES, insert_first_member, upstream_body
+from gateway.api.models import ResolvedModel
+from gateway.api.request_body import FIELD_TYPES, REQUIRED_FIELDS, parse_body
 from gateway.errors import InvalidRequestError
-from gateway.models import ResolvedModel
-from gateway.ratelimit import estimate_tokens
-from gateway.request_body import FIELD_TYPES, REQUIRED_FIELDS, parse_body
+from gateway.limits.estimate import estimate_tokens
 
 FUZZ = settings(
     max_examples=150,

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) for gateway/sse.py: the SSE rewriter against a reference model,
+"""Property tests (hypothesis) for gateway/api/sse.py: the SSE rewriter against a reference model,
 independent of how the stream is cut into pieces, and the non-streamed body rewrite."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.sse import (
+from gateway.api.sse import (
     SseRewriter,
     Usage,
     has_real_usage,

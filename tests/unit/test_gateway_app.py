@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from gateway.accesslog import AccessLog
-from gateway.app import client_address, create_admin_app, create_app
-from gateway.auth import AuthError
+from gateway.app import create_admin_app, create_app
+from gateway.auth.identity import Identity
+from gateway.client_address import client_address
 from gateway.config import config_from_table
-from gateway.identity import Identity
+from gateway.errors import AuthError
 from gateway.metrics import GatewayMetrics
 from tunnel.api import PoolStatus
 from tunnel.errors import NoTunnelError, StreamResetError
@@ -307,7 +308,7 @@ def test_client_address(peer: str, xff: str | None, expected: str) -> None:
     assert client_address(peer, xff, NETS) == expected
 
 
-# --------------------------------------------------------------------------- the ASGI fast path
+# --------------------------------------------------------------------------- the ASGI adapter
 
 
 class AsgiClient:
@@ -375,10 +376,10 @@ async def test_fast_path_client_gone_mid_stream_cancels_and_frees(rig: Rig) -> N
     assert line["status"] == 499
 
 
-async def test_fast_path_leaves_other_routes_to_quart(rig: Rig) -> None:
+async def test_adapter_answers_another_method_with_openai_405(rig: Rig) -> None:
     client = AsgiClient([{"type": "http.request", "body": b"", "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/chat/completions", "GET"), client.receive, client.send)
-    assert client.sent[0]["status"] == 405  # Quart's answer, in OpenAI's shape
+    assert client.sent[0]["status"] == 405  # the adapter's answer, in OpenAI's shape
     assert b'"error"' in b"".join(m.get("body", b"") for m in client.sent)
 
 
@@ -397,3 +398,37 @@ async def test_public_readyz_says_ready_only_and_admin_lists_every_tunnel_field(
     assert tunnel == {**dataclasses.asdict(info), "upstreams": ["office-llm"]}
     rig.pool.status = PoolStatus  # type: ignore[method-assign]
     assert await (await rig.app.test_client().get("/readyz")).get_json() == {"ready": False}
+
+
+async def test_adapter_serves_the_model_list_and_one_model(rig: Rig) -> None:
+    client = rig.app.test_client()
+    headers = {"authorization": "Bearer good"}
+    listing = await client.get("/v1/models", headers=headers)
+    assert listing.status_code == 200
+    assert listing.headers["x-request-id"].startswith("req_")
+    assert listing.headers["x-ratelimit-remaining-requests"] == "60"
+    ids = [m["id"] for m in (await listing.get_json())["data"]]
+    assert ids == ["qwen3-coder", UP]  # the alias first, then the upstream's own id
+    one = await client.get("/v1/models/qwen3-coder", headers=headers)
+    assert (await one.get_json())["id"] == "qwen3-coder"
+    missing = await client.get("/v1/models/gpt-9", headers=headers)
+    assert missing.status_code == 404
+    assert (await missing.get_json())["error"]["code"] == "model_not_found"
+    assert missing.headers["x-ratelimit-limit-requests"] == "60"
+    unauthenticated = await client.get("/v1/models")
+    assert unauthenticated.status_code == 401
+    assert "x-ratelimit-limit-requests" not in unauthenticated.headers
+
+
+async def test_adapter_refuses_other_methods_and_leaves_odd_paths_to_quart(rig: Rig) -> None:
+    client = rig.app.test_client()
+    wrong = await client.delete("/v1/models", headers={"authorization": "Bearer good"})
+    assert wrong.status_code == 405
+    assert (await wrong.get_json())["error"][
+        "message"
+    ] == "Invalid method for URL (DELETE /v1/models)"
+    for path in ("//v1/chat/completions", "/v1/chat/completions/", "/v1/models/"):
+        resp = await rig.post(path, CHAT)
+        assert resp.status_code == 404, path
+        assert (await resp.get_json())["error"]["message"].startswith("Invalid URL (POST /")
+    assert not rig.limiter.admissions

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import (
-    BAD_KEY_MESSAGE,
-    NO_KEY_MESSAGE,
-    Authenticator,
-    AuthError,
-    bearer_token,
-)
-from gateway.identity import LimitDefaults
-from gateway.keystore import KeyStore
+from gateway.auth.authenticator import BAD_KEY_MESSAGE, NO_KEY_MESSAGE, Authenticator, bearer_token
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.keystore import KeyStore
+from gateway.errors import AuthError
 
 DEFAULTS = LimitDefaults(rpm=60, tpm=1000, concurrency=4)
 

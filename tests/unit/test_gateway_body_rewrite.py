@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.body_rewrite import insert_first_member, rename_model, upstream_body
-from gateway.models import ResolvedModel
+from gateway.api.body_rewrite import insert_first_member, rename_model, upstream_body
+from gateway.api.models import ResolvedModel
 
 CHAT = "/v1/chat/completions"
 RESOLVED = ResolvedModel(name="coder", upstream="office-llm", model="Qwen/Qwen3-Coder")

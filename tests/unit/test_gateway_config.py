@@ -14,8 +14,8 @@ from gateway.config import (
     check_files,
     config_from_table,
     load_config,
-    parse_listen,
 )
+from gateway.config_table import parse_listen
 from gateway.errors import ConfigError
 
 BASE = Path("/etc/gw")

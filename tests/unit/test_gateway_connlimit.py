@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 
-from gateway.connlimit import AddressLimit, LimitedTCPServer, install
+from gateway.limits.connections import AddressLimit, LimitedTCPServer, install
 
 
 def test_an_address_holds_at_most_the_limit_and_gets_its_place_back() -> None:

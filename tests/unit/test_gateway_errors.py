@@ -1,19 +1,21 @@
-"""OpenAI's error shape and the exception tree."""
+"""OpenAI's error shape, the exception tree, and its one mapping to an answer."""
 
 from __future__ import annotations
 
 import json
 
+from gateway.api.answer import error_answer, error_body, sse_error_event
 from gateway.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
     TunnelUnavailableError,
     UpstreamFailedError,
-    error_body,
-    openai_error,
-    sse_error_event,
 )
 
 
@@ -23,19 +25,22 @@ def test_error_body_shape() -> None:
     }
 
 
-async def test_openai_error_response() -> None:
-    resp = openai_error(
-        429, "slow down", "requests", None, "rate_limit_exceeded", headers={"retry-after": "2"}
-    )
-    assert resp.status_code == 429
-    assert resp.headers["retry-after"] == "2"
-    assert resp.content_type == "application/json"
-    assert json.loads(await resp.get_data())["error"]["code"] == "rate_limit_exceeded"
+def test_rate_limited_answer() -> None:
+    answer = error_answer(RateLimitedError("slow down", 1.6, {"x-ratelimit-limit-requests": "1"}))
+    assert answer.status == 429
+    headers = dict(answer.headers)
+    assert headers["retry-after"] == "2"
+    assert headers["x-ratelimit-limit-requests"] == "1"
+    assert headers["content-type"] == "application/json"
+    assert isinstance(answer.body, bytes)
+    error = json.loads(answer.body)["error"]
+    assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
 
 
-async def test_tree_statuses_and_codes() -> None:
+def test_tree_statuses_and_codes() -> None:
     cases = [
         (InvalidRequestError("bad", param="messages"), 400, "invalid_request_error", None),
+        (AuthError("no key"), 401, "invalid_request_error", "invalid_api_key"),
         (ModelNotFoundError("x"), 404, "invalid_request_error", "model_not_found"),
         (PayloadTooLargeError(10), 413, "invalid_request_error", "request_too_large"),
         (TunnelUnavailableError("none"), 503, "server_error", "tunnel_unavailable"),
@@ -43,14 +48,21 @@ async def test_tree_statuses_and_codes() -> None:
     ]
     for exc, status, kind, code in cases:
         assert isinstance(exc, GatewayError)
-        resp = exc.to_response()
-        assert resp.status_code == status
-        error = json.loads(await resp.get_data())["error"]
+        answer = error_answer(exc, {"x-extra": "1"})
+        assert answer.status == status
+        assert dict(answer.headers)["x-extra"] == "1"
+        assert isinstance(answer.body, bytes)
+        error = json.loads(answer.body)["error"]
         assert (error["type"], error["code"]) == (kind, code)
 
 
+def test_a_config_error_is_not_an_http_error() -> None:
+    assert isinstance(ConfigError("server.listen: x"), GatewayError)
+    assert not isinstance(ConfigError("server.listen: x"), ApiError)
+
+
 def test_sse_error_event() -> None:
-    event = sse_error_event("lost", code="upstream_error")
+    event = sse_error_event(UpstreamFailedError("lost"))
     assert event.startswith(b"data: ")
     assert event.endswith(b"\n\n")
     assert json.loads(event[6:])["error"]["code"] == "upstream_error"

@@ -1,5 +1,5 @@
 """Every ending of an admitted request frees its slot, closes its tunnel stream and writes one
-access-log line (STYLE 14): the fast path driven with raw ASGI messages, fakes for the rest."""
+access-log line (STYLE 14): the ASGI adapter driven with raw ASGI messages, fakes for the rest."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypercorn.asyncio.worker_context import EventWrapper
 from hypercorn.protocol.h2 import StreamBuffer
 
 from gateway import hypercorn_h2
-from gateway.identity import Identity
-from gateway.ratelimit import MemorySlots, RateLimiter
-from gateway.sse import BodyRewriter, model_replacements
+from gateway.api.sse import BodyRewriter, model_replacements
+from gateway.auth.identity import Identity
+from gateway.limits.limiter import MemorySlots, RateLimiter
 from tests.unit.test_gateway_app import (
     CHAT,
     UP,
@@ -120,7 +120,7 @@ async def test_an_exception_after_admission_gives_the_slot_back(
     def broken(*_args: object) -> bytes:
         raise RuntimeError("a bug between admission and the upstream")
 
-    monkeypatch.setattr("gateway.openai_routes.upstream_body", broken)
+    monkeypatch.setattr("gateway.api.routes.upstream_body", broken)
     raw = json.dumps(CHAT).encode()
     client = AsgiClient([{"type": "http.request", "body": raw, "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)

@@ -16,17 +16,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from gateway.auth import Authenticator, AuthError
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.identity import LimitDefaults
+from gateway.auth.jwt import JwtVerifier, check_algorithms, identity_from_claims, parse_models, peek
 from gateway.config import JwtIssuerConfig
-from gateway.identity import LimitDefaults
-from gateway.jwt_auth import (
-    JwtVerifier,
-    TokenError,
-    check_algorithms,
-    identity_from_claims,
-    parse_models,
-    peek,
-)
+from gateway.errors import AuthError, TokenError
 
 ISS = "https://idp.test/realms/home"
 AUD = "llm-gateway"

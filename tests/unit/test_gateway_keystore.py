@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.keystore import (
+from gateway.auth.keystore import (
     KEY_PREFIX,
     KeyRecord,
     KeyStore,
-    KeyStoreError,
     generate_key,
     hash_key,
     hashes_match,
     key_id_of,
     looks_like_key,
 )
+from gateway.errors import KeyStoreError
 
 
 @pytest.fixture

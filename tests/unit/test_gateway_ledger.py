@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.keystore import KeyStore
+from gateway.auth.keystore import KeyStore
 from gateway.ledger import UsageLedger, UsageRow, usage_table
 
 

@@ -10,7 +10,7 @@ from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from gateway.limits_memory import SweptMemoryStorage
+from gateway.limits.memory import SweptMemoryStorage
 
 
 async def test_the_installed_limits_calls_our_clean_up_not_its_own(

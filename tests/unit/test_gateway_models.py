@@ -7,9 +7,9 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import pytest
 
+from gateway.api.models import ModelCatalog, ModelMap, ResolvedModel, parse_model_list
 from gateway.config import ModelRoute
 from gateway.errors import ModelNotFoundError
-from gateway.models import ModelCatalog, ModelMap, ResolvedModel, parse_model_list
 from tunnel.api import PoolStatus, TunnelInfo
 from tunnel.errors import NoTunnelError
 

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.identity import Identity
-from gateway.ratelimit import RateLimited, RateLimiter, async_storage_uri, estimate_tokens
-from gateway.ratelimit_headers import (
+from gateway.auth.identity import Identity
+from gateway.errors import RateLimitedError
+from gateway.limits.estimate import estimate_tokens
+from gateway.limits.headers import (
     WindowState,
     concurrency_message,
     format_reset,
@@ -19,6 +20,7 @@ from gateway.ratelimit_headers import (
     retry_after_headers,
     tokens_message,
 )
+from gateway.limits.limiter import RateLimiter, async_storage_uri
 
 HEADER_NAMES = {
     "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
@@ -118,7 +120,7 @@ async def test_rpm_burst_gets_429_with_headers(limiter: RateLimiter) -> None:
         assert admission.headers["x-ratelimit-limit-requests"] == "3"
         assert RESET.match(admission.headers["x-ratelimit-reset-requests"])
         await admission.release()
-    with pytest.raises(RateLimited) as info:
+    with pytest.raises(RateLimitedError) as info:
         await limiter.admit(alice, 1)
     err = info.value
     assert err.message.startswith(
@@ -140,7 +142,7 @@ async def test_tpm_charge_blocks_next_request(limiter: RateLimiter) -> None:
     await admission.charge(prompt_tokens=700, completion_tokens=250)
     await admission.release()
     assert (await limiter.headers_for(alice))["x-ratelimit-remaining-tokens"] == "50"
-    with pytest.raises(RateLimited) as info:
+    with pytest.raises(RateLimitedError) as info:
         await limiter.admit(alice, 100)
     assert info.value.message.startswith(
         "Rate limit reached for alice on tokens per min (TPM): Limit 1000, Used 950, Requested 100."
@@ -156,7 +158,7 @@ async def test_over_budget_charge_saturates_window(limiter: RateLimiter) -> None
     admission = await limiter.admit(alice, 10)
     await admission.charge(prompt_tokens=1500, completion_tokens=500)  # more than the limit
     assert (await limiter.headers_for(alice))["x-ratelimit-remaining-tokens"] == "0"
-    with pytest.raises(RateLimited, match="TPM"):
+    with pytest.raises(RateLimitedError, match="TPM"):
         await limiter.admit(alice, 1)
 
 
@@ -174,7 +176,7 @@ async def test_concurrency_holds_under_20_parallel_admits(limiter: RateLimiter) 
         nonlocal inside, peak
         try:
             admission = await limiter.admit(alice, 1)
-        except RateLimited as exc:
+        except RateLimitedError as exc:
             return exc.message
         inside += 1
         peak = max(peak, inside)
@@ -202,7 +204,7 @@ async def test_concurrency_holds_under_20_parallel_admits(limiter: RateLimiter) 
 async def test_rejected_concurrency_has_retry_after(limiter: RateLimiter) -> None:
     alice = who(concurrency=1)
     held = await limiter.admit(alice, 1)
-    with pytest.raises(RateLimited) as info:
+    with pytest.raises(RateLimitedError) as info:
         await limiter.admit(alice, 1)
     assert info.value.headers["retry-after"] == "1"
     assert info.value.kind == "concurrency"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.ratelimit_headers import WindowState, anthropic_ratelimit_headers, rfc3339_after
+from gateway.limits.headers import WindowState, anthropic_ratelimit_headers, rfc3339_after
 
 NOW = datetime(2026, 12, 4, 18, 20, 5, tzinfo=UTC)
 

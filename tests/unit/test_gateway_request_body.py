@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import InvalidRequestError
-from gateway.request_body import (
+from gateway.api.request_body import (
     LARGE_BODY_BYTES,
     MAX_JSON_DEPTH,
     json_kind,
     parse_body,
     parse_body_async,
 )
+from gateway.errors import InvalidRequestError
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]

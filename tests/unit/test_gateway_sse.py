@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.sse import (
+from gateway.api.sse import (
     SseRewriter,
     Usage,
     event_data,

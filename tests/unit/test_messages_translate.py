@@ -17,9 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.messages_stream import MessageSseTranslator, MessageStream
-from gateway.messages_translate import (
-    TranslationError,
+from gateway.api.messages_stream import MessageSseTranslator, MessageStream
+from gateway.api.messages_translate import (
     chat_error_to_message_error,
     chat_to_message,
     count_from_tokenize,
@@ -27,6 +26,7 @@ from gateway.messages_translate import (
     messages_to_chat,
     tokenize_request,
 )
+from gateway.errors import TranslationError
 
 DATA = Path(__file__).parent / "data"
 UPSTREAM = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
@@ -118,7 +118,7 @@ def test_where_the_upstream_cuts_its_bytes_changes_nothing(cuts: list[int]) -> N
 def test_stream_without_usage_counts_deltas_and_closes_open_block() -> None:
     stream = MessageStream("a")
     events = stream.feed({"id": "x", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
-    events += stream.finish()
+    events += stream.closing_events()
     names = [name for name, _ in events]
     assert names == [
         "message_start",
@@ -131,7 +131,7 @@ def test_stream_without_usage_counts_deltas_and_closes_open_block() -> None:
     ]
     assert events[-2][1]["usage"]["output_tokens"] == 1
     assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
-    assert stream.finish() == []
+    assert stream.closing_events() == []
 
 
 def test_upstream_error_mid_stream_becomes_an_error_event() -> None:
@@ -141,14 +141,14 @@ def test_upstream_error_mid_stream_becomes_an_error_event() -> None:
     assert events == [
         ("error", {"type": "error", "error": {"type": "api_error", "message": "out of memory"}})
     ]
-    assert stream.finish() == []
+    assert stream.closing_events() == []
 
 
 def test_max_tokens_stop_reason() -> None:
     stream = MessageStream("a")
     stream.feed({"id": "x", "choices": [{"index": 0, "delta": {"content": "a"}}]})
     stream.feed({"id": "x", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-    assert stream.finish()[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    assert stream.closing_events()[-2][1]["delta"]["stop_reason"] == "max_tokens"
 
 
 # --------------------------------------------------------------------------- requests

@@ -108,7 +108,7 @@ def test_unknown_upstreams_are_refused() -> None:
 
 
 def test_the_methods_the_gateway_sends_are_allowed() -> None:
-    """POST for the API routes, GET for /v1/models (gateway/proxying.py, gateway/models.py)."""
+    """POST for the API routes, GET for /v1/models (gateway/api/forwarding.py and models.py)."""
     assert {"GET", "POST"} == ALLOWED_METHODS
     assert refusal(UPSTREAMS, "office-llm", "GET", "/v1/models") is None
 

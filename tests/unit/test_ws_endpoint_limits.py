@@ -8,13 +8,13 @@ from hypercorn.protocol import ws_stream
 from wsproto.events import BytesMessage
 from wsproto.handshake import server_extensions_handshake
 
-from tunnel import ws_client
-from tunnel.ws_endpoint import (
+from gateway.websocket import (
     MAX_RECEIVE_MESSAGE_BYTES,
     CappedWebsocketBuffer,
     DeflateDeclined,
     harden_websockets,
 )
+from tunnel import ws_client
 
 
 def piece(size: int, finished: bool = False) -> BytesMessage:

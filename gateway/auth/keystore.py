@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from gateway.errors import KeyStoreError
+
 KEY_PREFIX = "sk-gw-"
 _KEY_ID_CHARS = 12  # chars after the prefix used as the lookup index (72 bits, not secret)
 _SECRET_CHARS = 43  # len(secrets.token_urlsafe(32))
@@ -36,10 +38,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_live_name ON api_keys(name) WHERE revoked IS NULL;
 """
-
-
-class KeyStoreError(Exception):
-    """A key operation that cannot be done (duplicate name, unknown name)."""
 
 
 @dataclass(frozen=True, slots=True)

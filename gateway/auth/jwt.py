@@ -25,9 +25,10 @@ from joserfc import jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import Key, KeySet
 
-from gateway.identity import Identity, LimitDefaults
+from gateway.auth.identity import Identity, LimitDefaults
+from gateway.errors import TokenError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.jwt_auth")
 
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -35,14 +36,6 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 LIMIT_CLAIMS = {"rpm": "llm_rpm", "tpm": "llm_tpm", "concurrency": "llm_concurrency"}
 _MAX_JWKS_BYTES = 1 << 20
 _MAX_TOKEN_CHARS = 16 * 1024
-
-
-class TokenError(Exception):
-    """A token refused; ``reason`` is safe to show to the client (it never echoes the token)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class JwtIssuerSettings(Protocol):

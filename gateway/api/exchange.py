@@ -1,17 +1,17 @@
 """One admitted API request's accounting: what it holds, what it is charged, and the one
-place that gives it all back (:meth:`Services.finish`).
+place that gives it all back (:meth:`Services.close_exchange`).
 
-:class:`gateway.proxying.Forwarder` notes on the :class:`Exchange` the tunnel stream it opens, the
-status and the usage; :meth:`gateway.openai_routes.OpenAIRoutes.handle_call` calls
-:meth:`Services.finish` from the ``finally`` that spans the request from admission to the last
-byte handed to the server. It closes the tunnel stream, frees the concurrency slot, charges the
-tokens and writes the ledger, metrics and access log, once. An answer that completes is settled
-(tokens charged, ledger row committed) just before its last bytes leave, so that what a client
-has seen is in the ledger even if the gateway is killed right after.
+:class:`gateway.api.forwarding.UpstreamForwarder` notes on the :class:`Exchange` the tunnel
+stream it opens, the status and the usage; :meth:`gateway.api.routes.ApiRoutes.handle_call`
+calls :meth:`Services.close_exchange` from the ``finally`` that spans the request from admission
+to the last byte handed to the server. It closes the tunnel stream, frees the concurrency slot,
+charges the tokens and writes the ledger, metrics and access log, once. An answer that completes
+is settled (tokens charged, ledger row committed) just before its last bytes leave, so that what
+a client has seen is in the ledger even if the gateway is killed right after.
 
 Tokens of a client that left (499): the upstream's ``usage`` when it came; otherwise the prompt
-estimated from the request (:func:`gateway.ratelimit.estimate_prompt_tokens`, characters / 4)
-plus one completion token per SSE event relayed so far (upstreams send about one token per
+estimated from the request (:func:`gateway.limits.estimate.estimate_prompt_tokens`, characters
+/ 4) plus one completion token per SSE event relayed so far (upstreams send about one token per
 chunk; the role and finish events count too: a slight over-estimate, never a free answer). A
 request that failed on the upstream's side (502, 503) is charged only the usage it reported.
 """
@@ -27,18 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.accesslog import AccessLog
+from gateway.api.sse import Usage
+from gateway.errors import AnswerCutError
+from gateway.limits.estimate import estimate_prompt_tokens
 from gateway.metrics import GatewayMetrics, RequestRecord
-from gateway.ratelimit import estimate_prompt_tokens
-from gateway.sse import Usage
 from tunnel.api import TunnelPool, TunnelResponse
 from tunnel.errors import TunnelError
 
 log = logging.getLogger("gateway.proxy")
-
-
-class AnswerCutError(Exception):
-    """The upstream broke off a JSON answer already under way: the adapter stops sending, so
-    the connection is closed and the client cannot take a truncated answer for a whole one."""
 
 
 class AdmissionLike(Protocol):
@@ -71,7 +67,7 @@ class Exchange:
     usage: Usage | None = None
     ttfb_s: float | None = None
     request_body: Mapping[str, Any] | None = None  # for the prompt estimate of a 499
-    upstream: TunnelResponse | None = None  # the tunnel stream, closed by finish
+    upstream: TunnelResponse | None = None  # the tunnel stream, closed by close_exchange
     pending: asyncio.Future[TunnelResponse] | None = None  # a head still awaited
     relayed_events: int = 0
     _settled: bool = False
@@ -128,7 +124,7 @@ class Services:
     async def settle(self, ex: Exchange) -> None:
         """Charge the tokens and commit the ledger row, once. An answer that completes calls
         this before its last bytes go out, so a row the client has seen survives a crash of the
-        gateway; :meth:`finish` calls it for every other ending. A 499 is in the ledger even
+        gateway; :meth:`close_exchange` calls it for every other ending. A 499 is in the ledger even
         when nothing could be charged."""
         if ex._settled:
             return
@@ -142,7 +138,7 @@ class Services:
         except Exception:
             log.exception("accounting for request %s failed", ex.request_id)
 
-    async def finish(self, ex: Exchange) -> None:
+    async def close_exchange(self, ex: Exchange) -> None:
         """After the last byte was handed to the server (or the request ended otherwise): close
         the tunnel stream, free the slot, settle, log; once per request, never raising."""
         if ex._finished:

@@ -2,7 +2,7 @@
 
 :class:`MessageStream` takes parsed chunks and gives ``(event, data)`` pairs;
 :class:`MessageSseTranslator` wraps it for SSE bytes in and SSE bytes out. The request and the
-whole-answer directions are in :mod:`gateway.messages_translate`.
+whole-answer directions are in :mod:`gateway.api.messages_translate`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.messages_translate import error_body, message_id, stop_of
-from gateway.sse import _last_boundary, event_data
+from gateway.api.messages_translate import error_body, message_id, stop_of
+from gateway.api.sse import _last_boundary, event_data
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -69,7 +69,7 @@ class MessageStream:
                 events.extend(self._choice(choice))
         return events
 
-    def finish(self) -> list[Event]:
+    def closing_events(self) -> list[Event]:
         """At the end of the upstream stream: close the open block and the message."""
         if self._ended:
             return []
@@ -197,7 +197,7 @@ class MessageSseTranslator:
         """At the end of the upstream stream (``[DONE]`` or not)."""
         tail, self._pending = self._pending, b""
         events = self._events(tail) if tail.strip() else []
-        return encode_events([*events, *self.stream.finish()])
+        return encode_events([*events, *self.stream.closing_events()])
 
     def fail(self, message: str, status: int = 502) -> bytes:
         return encode_events(self.stream.fail({"message": message}, status))

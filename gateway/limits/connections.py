@@ -10,17 +10,17 @@ which ``[server] header_timeout_s`` bounds.
 
 from __future__ import annotations
 
-import importlib
-import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+import hypercorn.asyncio.run as hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config as HypercornConfig
 
+from gateway.client_address import Network, in_networks
+
 log = logging.getLogger("gateway.connlimit")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressLimit:
@@ -61,13 +61,7 @@ class AddressLimit:
             self.open.pop(address, None)
 
     def _exempt(self, address: str) -> bool:
-        if not self.exempt:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.exempt)
+        return in_networks(address, self.exempt)
 
 
 class LimitedConfig(HypercornConfig):
@@ -98,7 +92,7 @@ class LimitedTCPServer(TCPServer):
 def install() -> None:
     """Make Hypercorn's asyncio worker use :class:`LimitedTCPServer` (idempotent). Hypercorn
     (0.17, 0.18) builds each connection as ``TCPServer(...)`` looked up in its ``run`` module."""
-    run: Any = importlib.import_module("hypercorn.asyncio.run")
+    run: Any = hypercorn_run
     if run.TCPServer is not LimitedTCPServer:
         if run.TCPServer is not TCPServer:
             raise RuntimeError("hypercorn.asyncio.run.TCPServer is not Hypercorn's own")

@@ -3,7 +3,7 @@
 For model aliases with ``messages_api = "translate"`` the upstream speaks only OpenAI's chat
 completions. This module turns a ``POST /v1/messages`` body into a chat completions body
 (:func:`messages_to_chat`) and a chat completion into a Message (:func:`chat_to_message`); the
-stream direction is :mod:`gateway.messages_stream`.
+stream direction is :mod:`gateway.api.messages_stream`.
 
 What has no counterpart is dropped, never invented: ``cache_control``, ``thinking`` and
 ``redacted_thinking`` blocks of earlier turns, server tools (they have no ``input_schema``),
@@ -18,6 +18,8 @@ import json
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
+
+from gateway.errors import TranslationError
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -45,15 +47,6 @@ ERROR_TYPES: Final = {
     529: "overloaded_error",
 }
 _SAMPLING: Final = ("temperature", "top_p", "top_k")
-
-
-class TranslationError(ValueError):
-    """The Messages request cannot be expressed as a chat completions request (a 400)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 def error_type(status: int) -> str:

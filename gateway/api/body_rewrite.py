@@ -24,9 +24,9 @@ import json
 import re
 from typing import Any, Final
 
+from gateway.api.models import ResolvedModel
+from gateway.api.sse import model_replacements
 from gateway.errors import InvalidRequestError
-from gateway.models import ResolvedModel
-from gateway.sse import model_replacements
 
 USAGE_OPTION_ROUTES: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
 _USAGE_MEMBER: Final = b'"stream_options":{"include_usage":true},'

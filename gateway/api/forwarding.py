@@ -1,12 +1,13 @@
 """Forwarding one admitted API request through the tunnel.
 
-The request side (:func:`forward_headers`; the body in :mod:`gateway.body_rewrite`) is pure.
-:class:`Forwarder` awaits the response head, then answers a JSON body (model rewritten, usage
-read) or streams SSE chunk by chunk through :class:`gateway.sse.SseRewriter`. It frees nothing
-itself: the tunnel stream it opens is noted on the :class:`Exchange`, and :meth:`Services.finish`
-runs once, from the ``finally`` that spans the request from admission to the last byte handed to
-the server (:meth:`gateway.openai_routes.OpenAIRoutes.handle_call`): it closes the tunnel stream,
-frees the concurrency slot, charges tokens and writes the ledger, metrics and access log.
+The request side (:func:`forward_headers`; the body in :mod:`gateway.api.body_rewrite`) is
+pure. :class:`UpstreamForwarder` awaits the response head, then answers (an
+:class:`~gateway.api.answer.Answer`) a JSON body (model rewritten, usage read) or streams SSE
+chunk by chunk through :class:`gateway.api.sse.SseRewriter`. It frees nothing itself: the tunnel
+stream it opens is noted on the :class:`Exchange`, and :meth:`Services.close_exchange` runs once,
+from the ``finally`` that spans the request from admission to the last byte handed to the server
+(:meth:`gateway.api.routes.ApiRoutes.handle_call`): it closes the tunnel stream, frees the
+concurrency slot, charges tokens and writes the ledger, metrics and access log.
 
 Backpressure: each piece of an answer goes to the ASGI server's ``send``, which in Hypercorn
 returns only once the piece fits the connection (HTTP/1.1: the transport's write buffer drained;
@@ -14,9 +15,9 @@ HTTP/2: the stream's flow-control window and a 32 KiB stream buffer). Until then
 read from the tunnel stream, whose HTTP/2 window then stops the connector, whose unread socket
 stops the upstream. A JSON answer up to :data:`MAX_BUFFERED_ANSWER_BYTES` is read whole (one
 message, exact ``model`` rewrite and usage); a larger one goes on piece by piece through
-:class:`gateway.sse.BodyRewriter`, so no answer holds more than that in the gateway.
+:class:`gateway.api.sse.BodyRewriter`, so no answer holds more than that in the gateway.
 
-What a request holds, is charged and gives back lives in :mod:`gateway.exchange` (re-exported).
+What a request holds, is charged and gives back lives in :mod:`gateway.api.exchange` (re-exported).
 """
 
 from __future__ import annotations
@@ -27,34 +28,27 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final
 
-from quart import Response
-
+from gateway.api.answer import Answer, sse_error_event
+from gateway.api.exchange import AdmissionLike, Exchange, LedgerLike, Services
+from gateway.api.models import ResolvedModel
+from gateway.api.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
 from gateway.errors import (
-    GatewayError,
+    AnswerCutError,
+    ApiError,
     TunnelUnavailableError,
+    UpstreamAnswerError,
     UpstreamFailedError,
-    sse_error_event,
     upstream_failed_message,
 )
-from gateway.exchange import (
-    AdmissionLike,
-    AnswerCutError,
-    Exchange,
-    LedgerLike,
-    Services,
-)
-from gateway.models import ResolvedModel
-from gateway.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
 from tunnel.api import TunnelResponse
 from tunnel.errors import NoTunnelError, TunnelError
 
 __all__ = [  # the accounting types are re-exported: the app factory takes them from here
     "AdmissionLike",
-    "AnswerCutError",
     "Exchange",
-    "Forwarder",
     "LedgerLike",
     "Services",
+    "UpstreamForwarder",
     "forward_headers",
     "map_tunnel_error",
     "prompt_of",
@@ -64,7 +58,11 @@ log = logging.getLogger("gateway.proxy")
 
 FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
 KEEPALIVE: Final = b": keep-alive\n\n"
-SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS: Final = (
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+)
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 MAX_BUFFERED_ANSWER_BYTES: Final = 1 << 20  # a larger JSON answer is passed on piece by piece
 CONNECTOR_ANSWER_HEADER: Final = "x-tunnel-answer"  # set on the connector's own answers
@@ -87,7 +85,7 @@ def prompt_of(body: Mapping[str, Any]) -> object:
     return {k: body[k] for k in ("messages", "prompt", "input", "instructions") if k in body}
 
 
-def map_tunnel_error(exc: BaseException, request_id: str) -> GatewayError:
+def map_tunnel_error(exc: BaseException, request_id: str) -> ApiError:
     """The client's 502 / 503 for a tunnel failure; the cause (which may name an office
     address) is logged with the request id, never sent."""
     if isinstance(exc, NoTunnelError):
@@ -138,7 +136,7 @@ async def read_upto(response: TunnelResponse, limit: int) -> tuple[bytes, bool]:
 # --------------------------------------------------------------------------- forwarding
 
 
-class Forwarder:
+class UpstreamForwarder:
     def __init__(self, services: Services) -> None:
         self.s = services
 
@@ -150,10 +148,10 @@ class Forwarder:
         body: bytes,
         *,
         drop_usage_chunk: bool,
-    ) -> Response:
+    ) -> Answer:
         """Send the request and return the client's answer; ``upstream_timeout_s`` counts from
         now, whatever keep-alives a stream sends meanwhile. Tunnel failures raise the client's
-        502 / 503 as :class:`GatewayError`."""
+        502 / 503 as :class:`~gateway.errors.ApiError`."""
         pairs = model_replacements(resolved.model, resolved.name)
         deadline = asyncio.get_running_loop().time() + self.s.upstream_timeout_s
         request = self.s.pool.request(resolved.upstream, "POST", ex.route, headers, body)
@@ -168,7 +166,7 @@ class Forwarder:
             raise self._mapped(ex, exc) from None
         return await self._complete(ex, ex.upstream, pairs, deadline)
 
-    def _mapped(self, ex: Exchange, exc: BaseException) -> GatewayError:
+    def _mapped(self, ex: Exchange, exc: BaseException) -> ApiError:
         mapped = map_tunnel_error(exc, ex.request_id)
         ex.status = mapped.status
         return mapped
@@ -179,7 +177,7 @@ class Forwarder:
         rewriter: SseRewriter,
         pairs: tuple[tuple[bytes, bytes], ...],
         deadline: float,
-    ) -> Response:
+    ) -> Answer:
         """Wait up to one keep-alive interval for the head: a quick error is passed through
         with its own status; a slow head gets 200 at once and comments until it comes."""
         task = ex.pending
@@ -203,7 +201,7 @@ class Forwarder:
         response: TunnelResponse,
         pairs: tuple[tuple[bytes, bytes], ...],
         deadline: float,
-    ) -> Response:
+    ) -> Answer:
         """A JSON answer (or an error passed through): read whole when small, else streamed."""
         try:
             async with asyncio.timeout_at(deadline):
@@ -220,12 +218,10 @@ class Forwarder:
             if ok:
                 data, ex.usage = rewrite_json_body(data, pairs)
             await self.s.settle(ex)
-            return Response(data, status=response.status, content_type=ctype)
+            return Answer(response.status, (("content-type", ctype),), data)
         rewriter = BodyRewriter(pairs if ok else ())
-        answer = Response(self._relay(ex, response, rewriter, data), response.status)
-        answer.content_type = ctype
-        answer.timeout = None
-        return answer
+        body = self._relay(ex, response, rewriter, data)
+        return Answer(response.status, (("content-type", ctype),), body)
 
     def _connector_failed(
         self, ex: Exchange, response: TunnelResponse, data: bytes
@@ -264,12 +260,9 @@ class Forwarder:
         if tail:
             yield tail
 
-    def _sse_response(self, ex: Exchange, body: AsyncIterator[bytes]) -> Response:
+    def _sse_response(self, ex: Exchange, body: AsyncIterator[bytes]) -> Answer:
         ex.status = 200
-        response = Response(body, status=200, content_type="text/event-stream; charset=utf-8")
-        response.headers.update(SSE_HEADERS)
-        response.timeout = None  # a stream may run for many minutes
-        return response
+        return Answer(200, SSE_HEADERS, body)
 
     async def _late_stream(
         self,
@@ -285,7 +278,7 @@ class Forwarder:
         try:
             while not task.done():
                 left = deadline - loop.time()
-                if left <= 0:  # the tunnel request is cancelled by finish
+                if left <= 0:  # the tunnel request is cancelled by close_exchange
                     yield self._error_event(ex, TimeoutError())
                     return
                 await asyncio.wait({task}, timeout=min(self.s.keepalive_s, left))
@@ -313,18 +306,16 @@ class Forwarder:
             data = b""
         ex.status = response.status
         if from_connector(response, data):
-            failed = self._connector_failed(ex, response, data)
-            return sse_error_event(failed.message, failed.error_type, failed.code)
+            return sse_error_event(self._connector_failed(ex, response, data))
         try:
             error = json.loads(data)["error"]
             message, kind = str(error["message"]), str(error.get("type") or "server_error")
         except (ValueError, KeyError, TypeError):
             message, kind = f"The upstream answered {response.status}.", "server_error"
-        return sse_error_event(message, kind)
+        return sse_error_event(UpstreamAnswerError(response.status, message, kind))
 
     def _error_event(self, ex: Exchange, exc: BaseException) -> bytes:
-        mapped = self._mapped(ex, exc)
-        return sse_error_event(mapped.message, mapped.error_type, mapped.code)
+        return sse_error_event(self._mapped(ex, exc))
 
     async def _stream(
         self, ex: Exchange, response: TunnelResponse, rewriter: SseRewriter

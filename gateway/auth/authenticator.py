@@ -1,7 +1,7 @@
 """Bearer authentication: API keys from the key store, or JWTs from configured issuers.
 
-Every failure is an ``AuthError`` whose message is safe to return as a 401 (``invalid_api_key``);
-the token itself is never logged nor echoed.
+Every failure is an :class:`~gateway.errors.AuthError` whose message is safe to return as a 401
+(``invalid_api_key``); the token itself is never logged nor echoed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from gateway.identity import Identity, LimitDefaults, LimitsSettings, defaults_from
-from gateway.jwt_auth import JwtIssuerSettings, JwtVerifier, TokenError, looks_like_jwt
-from gateway.keystore import KEY_PREFIX, KeyRecord, KeyStore, hash_key
+from gateway.auth.identity import Identity, LimitDefaults, LimitsSettings, defaults_from
+from gateway.auth.jwt import JwtIssuerSettings, JwtVerifier, looks_like_jwt
+from gateway.auth.keystore import KEY_PREFIX, KeyRecord, KeyStore, hash_key
+from gateway.errors import AuthError, TokenError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.auth")
 
 NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
@@ -29,14 +30,6 @@ _CACHE_SIZE = 4096
 VERSION_RECHECK_S = 0.25  # how often the key cache asks SQLite whether anything changed
 
 
-class AuthError(Exception):
-    """Authentication failed; ``message`` is the client-facing text (401 ``invalid_api_key``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class _AuthSettings(Protocol):
     @property
     def keys_db(self) -> Path: ...
@@ -44,7 +37,7 @@ class _AuthSettings(Protocol):
     def jwt(self) -> Sequence[JwtIssuerSettings]: ...
 
 
-class AuthConfig(Protocol):
+class AuthenticatorSettings(Protocol):
     """The parts of ``GatewayConfig`` the authenticator reads."""
 
     @property
@@ -101,7 +94,7 @@ class Authenticator:
         self._checked_at = -math.inf
 
     @classmethod
-    def from_config(cls, cfg: AuthConfig) -> Authenticator:
+    def from_config(cls, cfg: AuthenticatorSettings) -> Authenticator:
         defaults = defaults_from(cfg.limits)
         issuers = tuple(cfg.auth.jwt)
         verifier = JwtVerifier(issuers, defaults) if issuers else None

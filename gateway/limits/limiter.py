@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from gateway.identity import Identity, LimitsSettings
-from gateway.limits_memory import SweptMemoryStorage
-from gateway.ratelimit_headers import (
+from gateway.auth.identity import Identity, LimitsSettings
+from gateway.errors import RateLimitedError
+from gateway.limits.headers import (
     WindowState,
     concurrency_message,
     ratelimit_headers,
@@ -32,9 +30,9 @@ from gateway.ratelimit_headers import (
     retry_after_headers,
     tokens_message,
 )
+from gateway.limits.memory import SweptMemoryStorage
 
 _CHARGE_ATTEMPTS = 3
-_SKIP_KEYS = frozenset({"image_url", "input_audio", "file_data", "file", "image"})
 _ACQUIRE_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1] - ARGV[2])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
@@ -42,23 +40,6 @@ redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-
-
-class RateLimited(Exception):  # noqa: N818 (name fixed by the gateway's interface)
-    """A 429: ``message`` in OpenAI's words, ``headers`` include ``retry-after``."""
-
-    def __init__(
-        self,
-        message: str,
-        retry_after_s: float,
-        headers: dict[str, str],
-        kind: Literal["requests", "tokens", "concurrency"] = "requests",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after_s = retry_after_s
-        self.headers = headers
-        self.kind = kind  # which limit: OpenAI's error ``type`` is "requests" or "tokens"
 
 
 def async_storage_uri(uri: str) -> str:
@@ -69,44 +50,6 @@ def async_storage_uri(uri: str) -> str:
     if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
         raise ValueError(f"limits.storage: unsupported scheme {scheme!r} (memory://, redis://)")
     return "async+" + uri
-
-
-def estimate_tokens(body: Mapping[str, object]) -> int:
-    """A rough estimate before the upstream answers: every string in the prompt fields
-    (roles and part types too, like the per-message overhead) / 4, plus the
-    requested completion budget (times ``n``)."""
-    budget = 0
-    for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
-        value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            budget = value
-            break
-    n = body.get("n")
-    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    return estimate_prompt_tokens(body) + budget * choices
-
-
-def estimate_prompt_tokens(body: Mapping[str, object]) -> int:
-    """The prompt's share of :func:`estimate_tokens`: what a request whose upstream never
-    reported ``usage`` (the client left first) is charged for its prompt."""
-    chars = sum(
-        _text_chars(body.get(field)) for field in ("messages", "prompt", "input", "instructions")
-    )
-    return math.ceil(chars / 4)
-
-
-def _text_chars(value: object, depth: int = 0) -> int:
-    if depth > 8:
-        return 0
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_text_chars(item, depth + 1) for item in value)
-    if isinstance(value, dict):
-        return sum(
-            _text_chars(item, depth + 1) for key, item in value.items() if key not in _SKIP_KEYS
-        )
-    return 0
 
 
 class _Slots(Protocol):
@@ -213,7 +156,7 @@ class RateLimiter:
             tokens = await self._check_tokens(identity, tpm, requested_tokens)
         if rpm is not None and not await self._requests.hit(rpm, key):
             state = await self._state(self._requests, rpm, key)
-            raise RateLimited(
+            raise RateLimitedError(
                 requests_message(
                     identity.name, rpm.amount, rpm.amount - state.remaining, 1, state.reset_s
                 ),
@@ -224,7 +167,7 @@ class RateLimiter:
         if identity.concurrency > 0:
             slot = await self._slots.acquire(key, identity.concurrency)
             if slot is None:
-                raise RateLimited(
+                raise RateLimitedError(
                     concurrency_message(identity.name, identity.concurrency),
                     1.0,
                     await self._error_headers(identity, 1.0),
@@ -242,14 +185,14 @@ class RateLimiter:
         self, identity: Identity, tpm: RateLimitItem, requested: int
     ) -> WindowState:
         """The token window as it stands (tokens are charged when the answer is known), or
-        RateLimited when the estimate does not fit. ``remaining`` is the limits library's
+        RateLimitedError when the estimate does not fit. ``remaining`` is the limits library's
         floored count, the same test its ``hit`` applies when the tokens are charged."""
         # A request larger than the whole budget may still run when the window is empty.
         cost = max(1, min(requested, tpm.amount))
         state = await self._state(self._tokens, tpm, _key(identity))
         if state.remaining >= cost:
             return state
-        raise RateLimited(
+        raise RateLimitedError(
             tokens_message(
                 identity.name, tpm.amount, tpm.amount - state.remaining, requested, state.reset_s
             ),

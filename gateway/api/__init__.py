@@ -1,0 +1,1 @@
+"""The API routes: one ASGI adapter, the route handlers, request checks, forwarding, answers."""

@@ -1,0 +1,1 @@
+"""Per-identity limits (requests, tokens, concurrency) and per-address connection limits."""
