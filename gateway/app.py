@@ -70,6 +70,7 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     forwarder = UpstreamForwarder(services)
     routes = ApiRoutes(auth, limiter, catalog, forwarder, config.server.max_body_bytes)
     add_health_routes(app, pool)
+    add_root_route(app)
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
     # the API routes skip Quart's per-request machinery (the hot path); the rest is Quart's
@@ -163,6 +164,16 @@ def quart_response(answer: Answer) -> Response:
     """A whole :class:`~gateway.api.answer.Answer` (an error) as Quart's response."""
     assert isinstance(answer.body, bytes)
     return Response(answer.body, status=answer.status, headers=Headers(list(answer.headers)))
+
+
+def add_root_route(app: Quart) -> None:
+    """``GET /`` and ``HEAD /`` on the public port: a plain answer naming the service (Claude
+    Code probes the base URL before it sends anything else)."""
+
+    async def root() -> Response:
+        return jsonify({"service": "llm-tunnel-gateway", "status": "ok"})
+
+    app.add_url_rule("/", "root", root, methods=["GET"])
 
 
 def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) -> None:

@@ -96,6 +96,7 @@ class ModelRoute:
 
     upstream: str
     model: str
+    messages_api: str = "native"  # Anthropic's /v1/messages: the upstream serves it itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +244,22 @@ def _models(r: TableReader) -> dict[str, ModelRoute]:
     for alias in r.table:
         t = TableReader(r.sub_table(alias), r.name(alias), r.base_dir)
         routes[alias] = ModelRoute(
-            upstream=_non_empty(t, "upstream"), model=_non_empty(t, "model", alias)
+            upstream=_non_empty(t, "upstream"),
+            model=_non_empty(t, "model", alias),
+            messages_api=_messages_api(t),
         )
         t.reject_unknown_keys()
     return routes
+
+
+def _messages_api(t: TableReader) -> str:
+    """``messages_api``: only "native" in this build (see docs/configuration.md)."""
+    mode = t.string("messages_api", "native")
+    if mode == "translate":
+        raise t.fail("messages_api", '"translate" is not supported yet')
+    if mode != "native":
+        raise t.fail("messages_api", f'expected "native", got {mode!r}')
+    return mode
 
 
 def _log(r: TableReader) -> LogConfig:

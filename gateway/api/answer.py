@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from gateway.api.messages_translate import error_type
 from gateway.errors import ApiError
 
 Body = bytes | AsyncIterator[bytes]
@@ -65,6 +66,12 @@ def error_body(
 def openai_shape(exc: ApiError) -> bytes:
     """``exc`` written as OpenAI's error object."""
     return json.dumps(error_body(exc.message, exc.error_type, exc.param, exc.code)).encode()
+
+
+def anthropic_shape(exc: ApiError) -> bytes:
+    """``exc`` written as Anthropic's error object, with Anthropic's ``type`` for its status."""
+    kind = error_type(exc.status)
+    return json.dumps({"type": "error", "error": {"type": kind, "message": exc.message}}).encode()
 
 
 def error_answer(

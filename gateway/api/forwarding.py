@@ -57,6 +57,7 @@ __all__ = [  # the accounting types are re-exported: the app factory takes them 
 log = logging.getLogger("gateway.proxy")
 
 FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
+ANTHROPIC_HEADERS: Final = frozenset({"anthropic-version", "anthropic-beta"})  # Messages only
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -72,9 +73,13 @@ Json = dict[str, Any]
 # --------------------------------------------------------------------------- request side
 
 
-def forward_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Only the headers an upstream needs; never the client's ``authorization``."""
-    out = [(k.lower(), v) for k, v in headers if k.lower() in FORWARDED_HEADERS]
+def forward_headers(
+    headers: Iterable[tuple[str, str]], also: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """Only the headers an upstream needs (and the route's own, ``also``); never the client's
+    ``authorization`` or ``x-api-key``."""
+    allowed = FORWARDED_HEADERS | also
+    out = [(k.lower(), v) for k, v in headers if k.lower() in allowed]
     if not any(k == "content-type" for k, _ in out):
         out.append(("content-type", "application/json"))
     return out

@@ -35,6 +35,8 @@ REQUIRED_FIELDS: Final = {
     "/v1/completions": ("model", "prompt"),
     "/v1/embeddings": ("model", "input"),
     "/v1/responses": ("model",),
+    "/v1/messages": ("model", "max_tokens", "messages"),
+    "/v1/messages/count_tokens": ("model", "messages"),
 }
 # field -> (accepted Python types, OpenAI's words for them); checked whenever present
 FIELD_TYPES: Final[dict[str, tuple[tuple[type, ...], str]]] = {
@@ -44,12 +46,15 @@ FIELD_TYPES: Final[dict[str, tuple[tuple[type, ...], str]]] = {
     "input": ((str, list), "a string or an array"),
     "stream": ((bool,), "a boolean"),
     "stream_options": ((dict,), "an object"),
+    "max_tokens": ((int,), "an integer"),
 }
 ROUTE_FIELDS: Final = {
     "/v1/chat/completions": ("model", "messages", "stream", "stream_options"),
     "/v1/completions": ("model", "prompt", "stream", "stream_options"),
     "/v1/embeddings": ("model", "input"),
     "/v1/responses": ("model", "input", "stream"),
+    "/v1/messages": ("model", "max_tokens", "messages", "stream"),
+    "/v1/messages/count_tokens": ("model", "messages"),
 }
 #: where a surrogate may hide: a \uD800-\uDFFF escape, or its bytes let through by json's
 #: ``surrogatepass`` decoding; only bodies that have one pay for the exact check

@@ -15,16 +15,26 @@ admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-from gateway.api.answer import Answer, error_answer, json_answer
+from gateway.api.answer import (
+    Answer,
+    ErrorShape,
+    anthropic_shape,
+    error_answer,
+    json_answer,
+    openai_shape,
+)
 from gateway.api.body_rewrite import client_asked_usage, upstream_body, wants_stream
 from gateway.api.forwarding import (
+    ANTHROPIC_HEADERS,
     AdmissionLike,
     Exchange,
     UpstreamForwarder,
@@ -36,11 +46,19 @@ from gateway.api.request_body import parse_body_async
 from gateway.auth.identity import Identity
 from gateway.errors import ApiError, ModelNotFoundError
 from gateway.limits.estimate import estimate_tokens
+from gateway.limits.headers import anthropic_from_openai
 from gateway.metrics import RequestRecord
 
 log = logging.getLogger("gateway.routes")
 
-API_ROUTES: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+MESSAGES_ROUTES: Final = ("/v1/messages", "/v1/messages/count_tokens")  # Anthropic's, native
+API_ROUTES: Final = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    *MESSAGES_ROUTES,
+)
 MODELS_ROUTE: Final = "/v1/models"
 Json = dict[str, Any]
 
@@ -71,6 +89,25 @@ def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+def messages_call(call: ApiCall) -> ApiCall:
+    """A Messages call as the core takes it: ``x-api-key`` (what ``ANTHROPIC_API_KEY`` sends)
+    counts as the bearer credential when there is no ``authorization``."""
+    if call.authorization is not None:
+        return call
+    key = next((v for k, v in call.headers if k == "x-api-key"), None)
+    if key is None:
+        return call
+    return dataclasses.replace(call, authorization=f"Bearer {key}")
+
+
+def anthropic_answer(answer: Answer) -> Answer:
+    """``answer`` with the ``x-ratelimit-*`` headers written as Anthropic's."""
+    if not any(k.startswith("x-ratelimit-") for k, _ in answer.headers):
+        return answer
+    headers = anthropic_from_openai(dict(answer.headers), datetime.now(UTC))
+    return Answer(answer.status, tuple(headers.items()), answer.body)
+
+
 class ApiRoutes:
     """The handlers of the API routes; :class:`gateway.api.asgi.ApiAdapter` calls them."""
 
@@ -90,6 +127,17 @@ class ApiRoutes:
 
     @contextlib.asynccontextmanager
     async def handle_call(self, call: ApiCall) -> AsyncIterator[Answer]:
+        """One API request; Anthropic's Messages routes answer in Anthropic's dialect (errors,
+        ``anthropic-ratelimit-*`` headers), everything else as OpenAI does."""
+        if call.route not in MESSAGES_ROUTES:
+            async with self._handle(call, openai_shape) as answer:
+                yield answer
+            return
+        async with self._handle(messages_call(call), anthropic_shape) as answer:
+            yield anthropic_answer(answer)
+
+    @contextlib.asynccontextmanager
+    async def _handle(self, call: ApiCall, shape: ErrorShape) -> AsyncIterator[Answer]:
         """Auth -> body -> model -> limits -> forward, for one API request: the answer is sent
         inside the ``async with``; its end gives back what the request took."""
         started = time.perf_counter()
@@ -103,7 +151,7 @@ class ApiRoutes:
             model = resolved.name
             admission = await self.limiter.admit(identity, estimate_tokens(body))
         except ApiError as exc:
-            yield await self._refused(call, started, exc, identity, model)
+            yield await self._refused(call, started, exc, identity, model, shape)
             return
         # admitted: from here on, the finally below is the one place that gives back
         ex = Exchange(
@@ -118,20 +166,21 @@ class ApiRoutes:
             request_body=body,
         )
         try:
-            yield await self._forward(ex, call, raw, body, resolved)
+            yield await self._forward(ex, call, raw, body, resolved, shape)
         except BaseException as exc:
             ex.ended_by(exc)
             raise
         finally:
             await self.forwarder.s.close_exchange(ex)
 
-    async def _refused(
+    async def _refused(  # noqa: PLR0917 (one refusal's parts, all needed)
         self,
         call: ApiCall,
         started: float,
         exc: ApiError,
         identity: Identity | None,
         model: str,
+        shape: ErrorShape,
     ) -> Answer:
         """The answer to a request refused before admission. Unauthenticated, its body is
         still unread (read and dropped, so HTTP/1.1 can carry the answer) and it gets no limit
@@ -140,7 +189,7 @@ class ApiRoutes:
             await call.drain(self.max_body_bytes)
         self._log_refusal(call, started, exc.status, identity, model)
         limits = await self._limit_headers(identity) if not exc.headers else {}
-        return error_answer(exc, limits)
+        return error_answer(exc, limits, shape)
 
     def _log_refusal(
         self, call: ApiCall, started: float, status: int, identity: Identity | None, model: str
@@ -162,21 +211,28 @@ class ApiRoutes:
         )
         self.forwarder.s.log(record)
 
-    async def _forward(
-        self, ex: Exchange, call: ApiCall, raw: bytes, body: Json, resolved: ResolvedModel
+    async def _forward(  # noqa: PLR0917 (one request's parts, all needed)
+        self,
+        ex: Exchange,
+        call: ApiCall,
+        raw: bytes,
+        body: Json,
+        resolved: ResolvedModel,
+        shape: ErrorShape,
     ) -> Answer:
-        """The admitted request's answer: the upstream's, or an error in OpenAI's shape."""
+        """The admitted request's answer: the upstream's, or an error in the route's shape."""
+        messages = call.route in MESSAGES_ROUTES
         try:
             answer = await self.forwarder.forward(
                 ex,
                 resolved,
-                forward_headers(call.headers),
+                forward_headers(call.headers, ANTHROPIC_HEADERS if messages else frozenset()),
                 upstream_body(raw, body, call.route, resolved),
-                drop_usage_chunk=ex.stream and not client_asked_usage(body),
+                drop_usage_chunk=ex.stream and not messages and not client_asked_usage(body),
             )
         except ApiError as exc:
             ex.status = exc.status
-            answer = error_answer(exc)
+            answer = error_answer(exc, shape=shape)
         return answer.with_headers(ex.admission.headers)
 
     async def _limit_headers(self, identity: Identity | None) -> dict[str, str]:

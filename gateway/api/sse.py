@@ -53,18 +53,34 @@ def usage_from(obj: object) -> Usage | None:
     """The token counts in an answer or stream event of any of the four routes, if present.
 
     chat / completions / embeddings: ``usage.prompt_tokens`` (+ ``completion_tokens``);
-    responses: ``usage.input_tokens`` / ``output_tokens``, in streams under ``response``.
+    responses: ``usage.input_tokens`` / ``output_tokens``, in streams under ``response``;
+    Anthropic's Messages: the same names, in streams under ``message`` (``message_start``) and
+    at the top of ``message_delta`` (see :func:`merged_usage`).
     """
     if not isinstance(obj, dict):
         return None
     usage = obj.get("usage")
-    if usage is None and isinstance(obj.get("response"), dict):
-        usage = obj["response"].get("usage")
+    if usage is None:
+        outer = obj.get("response") or obj.get("message")  # responses; Messages' message_start
+        if isinstance(outer, dict):
+            usage = outer.get("usage")
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
     return Usage(_as_count(prompt), _as_count(completion))
+
+
+def merged_usage(before: Usage | None, usage: Usage, obj: dict[str, Any]) -> Usage:
+    """The usage after an event: the event's own, except that Anthropic's ``message_delta``,
+    which carries ``output_tokens`` and often no ``input_tokens``, keeps the prompt count of
+    ``message_start``."""
+    if before is None or obj.get("type") != "message_delta":
+        return usage
+    own = obj.get("usage")
+    if isinstance(own, dict) and "input_tokens" in own:
+        return usage
+    return Usage(before.prompt_tokens, usage.completion_tokens)
 
 
 def _as_count(value: object) -> int:
@@ -166,7 +182,7 @@ class SseRewriter:
             return True
         usage = usage_from(obj)
         if usage is not None:
-            self.usage = usage
+            self.usage = merged_usage(self.usage, usage, obj)
         return not (self._drop and isinstance(obj, dict) and is_usage_only_chunk(obj))
 
 

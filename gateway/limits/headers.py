@@ -7,6 +7,8 @@ OpenAI writes reset times like Go's ``time.Duration.String`` rounded to millisec
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -92,6 +94,33 @@ def rfc3339_after(now: datetime, seconds: float) -> str:
     if now.microsecond:
         moment += timedelta(seconds=1)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_RESET_UNITS = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_reset(text: str) -> float:
+    """Seconds in a duration :func:`format_reset` wrote (``1m2.5s`` -> 62.5)."""
+    return sum(float(n) * _UNIT_S[unit] for n, unit in _RESET_UNITS.findall(text))
+
+
+def anthropic_from_openai(headers: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """``headers`` with the six ``x-ratelimit-*`` turned into :func:`anthropic_ratelimit_headers`
+    (the Messages routes): the limiter computes one set from its windows, and this reads it back
+    rather than giving every limiter call a second format. Other headers are kept."""
+    out = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
+    if "x-ratelimit-limit-requests" not in headers:
+        return out
+    windows = [
+        WindowState(
+            int(headers[f"x-ratelimit-limit-{name}"]),
+            int(headers[f"x-ratelimit-remaining-{name}"]),
+            parse_reset(headers[f"x-ratelimit-reset-{name}"]),
+        )
+        for name in ("requests", "tokens")
+    ]
+    return {**out, **anthropic_ratelimit_headers(windows[0], windows[1], now)}
 
 
 def requests_message(name: str, limit: int, used: int, requested: int, retry_s: float) -> str:

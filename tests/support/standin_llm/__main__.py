@@ -31,6 +31,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pace-ms", type=float, default=0.0)
     parser.add_argument("--first-delay-ms", type=float, default=0.0)
     parser.add_argument("--strict-models", action="store_true")
+    parser.add_argument(
+        "--no-messages-api", action="store_true", help="no /v1/messages (a chat-only upstream)"
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +44,7 @@ async def _serve(args: argparse.Namespace) -> None:
         pace_ms=args.pace_ms,
         first_delay_ms=args.first_delay_ms,
         strict_models=args.strict_models,
+        messages_api=not args.no_messages_api,
     )
     await server.start(args.host, args.port)
     if args.port_file is not None:

@@ -28,10 +28,14 @@ from tests.support.standin_llm.wire import (
     embedding_vector,
     encode_base64_floats,
     error_body,
+    message_object,
+    message_usage,
     prompt_tokens_for,
     response_object,
     response_usage,
     sse,
+    tool_use_block,
+    wants_tool_use,
 )
 
 Answer = web.StreamResponse
@@ -72,8 +76,10 @@ class StandinLLM:
         embedding_dims: int = 16,
         max_records: int = 10000,
         extra_routes: Sequence[web.RouteDef] = (),
+        messages_api: bool = True,
     ) -> None:
         self.models = list(models)
+        self.messages_api = messages_api  # False: a chat-only upstream (no /v1/messages)
         self.defaults = Controls(chunks=chunks, pace_ms=pace_ms, first_delay_ms=first_delay_ms)
         self.strict_models = strict_models
         self.extra_routes = list(extra_routes)  # e.g. a WebSocket echo, served before the catch-all
@@ -101,6 +107,9 @@ class StandinLLM:
             ("POST", "/v1/bulk/echo"): self._echo,
             ("GET", "/v1/bulk/download"): self._download,
         }
+        if self.messages_api:
+            recorded["POST", "/v1/messages"] = self._handle_messages
+            recorded["POST", "/v1/messages/count_tokens"] = self._count_tokens
         for (method, path), handler in recorded.items():
             app.router.add_route(method, path, self._guarded(handler))
         app.router.add_get("/_standin/requests", self._list_records)
@@ -442,6 +451,61 @@ class StandinLLM:
         record.usage = usage
         await response.write_eof()
         return response
+
+    async def _count_tokens(self, request: web.Request, record: RecordedRequest) -> Answer:
+        body, _controls, _model = await self._prepare(request, record)
+        return web.json_response({"input_tokens": prompt_tokens_for(request.path, body)})
+
+    async def _handle_messages(self, request: web.Request, record: RecordedRequest) -> Answer:
+        """Anthropic's Messages API: text, or a ``tool_use`` block when tools are offered."""
+        body, controls, model = await self._prepare(request, record)
+        prompt = prompt_tokens_for(request.path, body)
+        ident = "msg_" + uuid.uuid4().hex
+        tool = tool_use_block(body) if wants_tool_use(body) else None
+        stop = "tool_use" if tool else "end_turn"
+        if not body.get("stream"):
+            text = "".join([controls.piece(i) async for i in self._paced(controls, request)])
+            content = [{"type": "text", "text": text}] + ([tool] if tool else [])
+            record.usage = message_usage(prompt, controls.count())
+            record.chunks_sent = controls.count()
+            return web.json_response(message_object(model, ident, content, stop, record.usage))
+        response = await self._open_sse(request)
+
+        async def event(kind: str, payload: Json) -> None:
+            await response.write(sse({"type": kind, **payload}, event=kind))
+
+        start = message_object(model, ident, [], None, message_usage(prompt, 1))
+        await event("message_start", {"message": start})
+        await event("ping", {})
+        await event(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        )
+        async for i in self._paced(controls, request):
+            delta = {"type": "text_delta", "text": controls.piece(i)}
+            await event("content_block_delta", {"index": 0, "delta": delta})
+            record.chunks_sent = i + 1
+        await event("content_block_stop", {"index": 0})
+        if tool is not None:
+            await self._stream_tool_use(event, tool)
+        usage = {"output_tokens": controls.count()}
+        await event(
+            "message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}
+        )
+        await event("message_stop", {})
+        record.usage = message_usage(prompt, controls.count())
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    async def _stream_tool_use(event: Callable[[str, Json], Awaitable[None]], tool: Json) -> None:
+        """Block 1: the ``tool_use`` block, its input in two ``input_json_delta`` pieces."""
+        await event("content_block_start", {"index": 1, "content_block": {**tool, "input": {}}})
+        text = json.dumps(tool["input"])
+        half = len(text) // 2
+        for piece in (text[:half], text[half:]):
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            await event("content_block_delta", {"index": 1, "delta": delta})
+        await event("content_block_stop", {"index": 1})
 
     async def _upload(self, request: web.Request, record: RecordedRequest) -> Answer:
         digest = hashlib.sha256()

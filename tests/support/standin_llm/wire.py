@@ -1,4 +1,4 @@
-"""OpenAI wire shapes and deterministic helpers of the stand-in LLM (pure: no I/O)."""
+"""OpenAI and Anthropic Messages wire shapes, deterministic helpers of the stand-in (pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final
 
 DEFAULT_MODELS = ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "text-embedding-test")
 DEFAULT_REPLY_WORDS = ("Hello", "from", "the", "stand-in", "LLM.")
@@ -65,7 +65,9 @@ def count_words(value: Any) -> int:
 
 
 def prompt_tokens_for(path: str, body: Json) -> int:
-    if path.endswith("/chat/completions"):
+    if path.endswith(("/messages", "/messages/count_tokens")):
+        n = count_words(body.get("messages", [])) + count_words(body.get("system") or "")
+    elif path.endswith("/chat/completions"):
         n = count_words(body.get("messages", []))
     elif path.endswith("/completions"):
         n = count_words(body.get("prompt", ""))
@@ -245,3 +247,47 @@ class RecordedRequest:
 
     def as_dict(self) -> Json:
         return asdict(self)
+
+
+# ---- Anthropic's Messages API (native mode)
+
+
+def wants_tool_use(body: Json) -> bool:
+    """A tool call is answered when the request has ``tools`` and its last turn is not a
+    ``tool_result`` (the model has not yet seen the tool's answer)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return False
+    turns = body.get("messages") or [{}]
+    content = turns[-1].get("content") if isinstance(turns[-1], dict) else None
+    if isinstance(content, list):
+        return not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    return True
+
+
+def tool_use_block(body: Json) -> Json:
+    """The ``tool_use`` block calling the request's first tool, with a fixed input."""
+    name = str(body["tools"][0].get("name", "tool"))
+    return {"type": "tool_use", "id": "toolu_standin_1", "name": name, "input": TOOL_INPUT}
+
+
+TOOL_INPUT: Final = {"location": "Paris", "unit": "celsius"}
+
+
+def message_usage(prompt: int, completion: int) -> Json:
+    return {"input_tokens": prompt, "output_tokens": completion}
+
+
+def message_object(
+    model: str, ident: str, content: list[Json], stop_reason: str | None, usage: Json
+) -> Json:
+    return {
+        "id": ident,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
