@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gateway.limits.headers import WindowState, anthropic_ratelimit_headers, rfc3339_after
+from gateway.limits.headers import (
+    WindowState,
+    anthropic_from_openai,
+    anthropic_ratelimit_headers,
+    parse_reset,
+    ratelimit_headers,
+    rfc3339_after,
+)
 
 NOW = datetime(2026, 12, 4, 18, 20, 5, tzinfo=UTC)
 
@@ -30,3 +37,18 @@ def test_reset_is_never_earlier_than_the_window() -> None:
     assert rfc3339_after(almost, 0.0) == "2026-12-04T18:20:06Z"
     assert rfc3339_after(NOW, float("inf")) == "2026-12-04T18:20:05Z"
     assert rfc3339_after(NOW, 3600) == "2026-12-04T19:20:05Z"
+
+
+def test_anthropic_headers_from_the_openai_set() -> None:
+    """The Messages routes rewrite the limiter's x-ratelimit-* headers as Anthropic's."""
+    now = datetime(2026, 12, 4, 18, 20, 0, tzinfo=UTC)
+    requests, tokens = WindowState(60, 0, 59.5), WindowState(1000, 400, 0.012)
+    openai = {**ratelimit_headers(requests, tokens), "retry-after": "60"}
+    assert anthropic_from_openai(openai, now) == {
+        "retry-after": "60",
+        **anthropic_ratelimit_headers(requests, tokens, now),
+    }
+    assert anthropic_from_openai({"retry-after": "1"}, now) == {"retry-after": "1"}
+    assert [parse_reset(t) for t in ("0s", "12ms", "1.574s", "6m0s", "1h2m3s")] == [
+        0.0, 0.012, 1.574, 360.0, 3723.0,
+    ]  # fmt: skip

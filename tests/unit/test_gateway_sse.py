@@ -161,3 +161,47 @@ def test_helpers() -> None:
     assert not has_real_usage(b'{"usage":null}')
     assert has_real_usage(b'{"usage":{}}')
     assert model_replacements("same", "same") == ()
+
+
+def anthropic_event(kind: str, payload: dict[str, object]) -> bytes:
+    data = json.dumps({"type": kind, **payload}, separators=(",", ":")).encode()
+    return f"event: {kind}\n".encode() + b"data: " + data + b"\n\n"
+
+
+MESSAGE_START = anthropic_event(
+    "message_start",
+    {"message": {"id": "m", "model": UP, "usage": {"input_tokens": 11, "output_tokens": 1}}},
+)
+DELTA = anthropic_event(
+    "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "hi"}}
+)
+
+
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+def test_anthropic_stream_usage_and_model(size: int) -> None:
+    """Input tokens from message_start, output tokens from message_delta (which has none of
+    the input), the upstream's model renamed inside message_start, nothing dropped."""
+    stream = (
+        MESSAGE_START
+        + DELTA
+        + anthropic_event("message_delta", {"delta": {}, "usage": {"output_tokens": 4}})
+        + anthropic_event("message_stop", {})
+    )
+    r = SseRewriter(PAIRS)
+    out = run(r, [stream[i : i + size] for i in range(0, len(stream), size)])
+    assert r.usage == Usage(11, 4)
+    assert b'"model":"qwen3-coder"' in out
+    assert out == stream.replace(json.dumps(UP).encode(), b'"qwen3-coder"')
+
+
+def test_anthropic_message_delta_with_input_tokens_wins() -> None:
+    """vLLM's message_delta repeats input_tokens: its counts are taken as they are."""
+    usage = {"input_tokens": 12, "output_tokens": 4}
+    r = SseRewriter(PAIRS)
+    run(r, [MESSAGE_START + anthropic_event("message_delta", {"delta": {}, "usage": usage})])
+    assert r.usage == Usage(12, 4)
+
+
+def test_anthropic_whole_answer_usage() -> None:
+    body = json.dumps({"type": "message", "usage": {"input_tokens": 3, "output_tokens": 2}})
+    assert rewrite_json_body(body.encode(), PAIRS)[1] == Usage(3, 2)
