@@ -9,7 +9,9 @@ failing (STYLE 14).
 
 Every answer is an :class:`~gateway.api.answer.Answer`. Once the caller is known it carries the
 limiter's ``x-ratelimit-*`` headers (read without being charged when the request is not
-admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with OpenAI's codes.
+admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with OpenAI's codes;
+on Anthropic's Messages routes (forwarded natively to the upstream's own ``/v1/messages``) they
+are in Anthropic's shape, ``x-api-key`` is accepted, and the limit headers are Anthropic's.
 """
 
 from __future__ import annotations
