@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from gateway.api.body_rewrite import USAGE_OPTION_ROUTES, insert_first_member, upstream_body
 from gateway.api.models import ResolvedModel
 from gateway.api.request_body import FIELD_TYPES, REQUIRED_FIELDS, parse_body
+from gateway.api.routes import MESSAGES_ROUTES
 from gateway.errors import InvalidRequestError
 from gateway.limits.estimate import estimate_tokens
 
@@ -30,6 +31,7 @@ UP = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
 RENAMED = ResolvedModel(name="qwen3-coder", upstream="office-llm", model=UP)
 SAME = ResolvedModel(name=UP, upstream="office-llm", model=UP)  # an id the upstream listed itself
 CHAT = "/v1/chat/completions"
+STREAMLESS = ("/v1/embeddings", "/v1/messages/count_tokens")  # routes that never stream
 
 SCALARS = st.one_of(
     st.none(),
@@ -92,7 +94,7 @@ def test_a_body_parse_body_accepts_has_the_fields_the_gateway_relies_on(
     assert isinstance(body["model"], str)
     for name in REQUIRED_FIELDS.get(route, ("model",)):
         assert body.get(name) is not None
-    if body.get("stream") is not None and route != "/v1/embeddings":
+    if body.get("stream") is not None and route not in STREAMLESS:
         assert isinstance(body["stream"], bool)
     if route == CHAT:
         assert body["messages"]
@@ -117,8 +119,10 @@ def reference(body: dict[str, Any], route: str, resolved: ResolvedModel) -> dict
 def api_bodies(draw: st.DrawFn, *, nested_model: bool = True) -> tuple[str, dict[str, Any]]:
     route = draw(st.sampled_from([*REQUIRED_FIELDS]))
     body: dict[str, Any] = {"model": draw(st.sampled_from(["qwen3-coder", UP]))}
-    if route == CHAT:
+    if route in {CHAT, *MESSAGES_ROUTES}:
         body["messages"] = [{"role": "user", "content": draw(st.text(max_size=10))}]
+        if route == "/v1/messages":
+            body["max_tokens"] = draw(st.integers(1, 4096))
     elif route != "/v1/responses":
         body[REQUIRED_FIELDS[route][1]] = draw(st.text(max_size=10))
     body["stream"] = draw(st.sampled_from([True, False, None]))
