@@ -29,6 +29,9 @@ def access_line(record: RequestRecord, prompt: object = None) -> str:
         "ttfb_ms": None if record.ttfb_s is None else round(record.ttfb_s * 1000, 2),
         "remote": record.remote,
     }
+    if record.path is not None:
+        entry["path"] = record.path
+        entry["user_agent"] = record.user_agent
     if prompt is not None:
         entry["prompt"] = prompt
     return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -34,7 +35,7 @@ from gateway.errors import (
     MethodNotAllowedError,
     RouteNotFoundError,
 )
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import UNMATCHED, GatewayMetrics, RequestRecord
 from gateway.websocket import serve_quart_websocket
 from tunnel.api import TunnelPool
 from tunnel.listener import Listener
@@ -74,6 +75,7 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     if listener is not None:
         register_tunnel_websocket(app, config.websocket_path, listener)
     # the API routes skip Quart's per-request machinery (the hot path); the rest is Quart's
+    _log_unmatched(app, services)
     adapter = ApiAdapter(cast("Any", app.asgi_app), routes)
     app.asgi_app = cast("Any", adapter)  # type: ignore[method-assign]
     _trust_forwarded_for(app, config.server.trusted_proxies)
@@ -132,6 +134,49 @@ def _base_app(name: str) -> Quart:
     app.register_error_handler(Exception, _internal_error)
     app.after_request(_add_request_id)
     return app
+
+
+MAX_LOGGED_PATH = 200  # characters of an unserved path kept in its access-log line
+
+
+def _log_unmatched(app: Quart, services: Services) -> None:
+    """A request to a path the public app does not serve (404) or with a method it does not
+    take there (405) is one access-log line, with the path and the User-Agent, and one count in
+    ``gateway_requests_total{route="unmatched"}``: an operator sees which client fails and why,
+    while the label stays one value however many paths strangers try."""
+
+    @app.before_request
+    async def started() -> None:
+        g.started = time.perf_counter()
+
+    async def unmatched(exc: HTTPException) -> Response:
+        response = await _http_error(exc)
+        if response.status_code in (404, 405):
+            services.log(_unmatched_record(response.status_code))
+        return response
+
+    app.register_error_handler(HTTPException, unmatched)
+
+
+def _unmatched_record(status: int) -> RequestRecord:
+    if g.get("request_id") is None:
+        g.request_id = new_request_id()
+    path = request.full_path.rstrip("?")
+    return RequestRecord(
+        request_id=g.request_id,
+        route=UNMATCHED,
+        model="-",
+        status=status,
+        identity="-",
+        remote=request.remote_addr or "-",
+        stream=False,
+        prompt_tokens=0,
+        completion_tokens=0,
+        latency_s=time.perf_counter() - g.get("started", time.perf_counter()),
+        ttfb_s=None,
+        path=f"{request.method} {path[:MAX_LOGGED_PATH]}",
+        user_agent=(request.headers.get("user-agent") or "")[:MAX_LOGGED_PATH] or None,
+    )
 
 
 async def _add_request_id(response: Response) -> Response:

@@ -50,6 +50,14 @@ class RequestRecord:
     completion_tokens: int
     latency_s: float
     ttfb_s: float | None
+    #: for a request to a path the gateway does not serve (``route`` is then ``UNMATCHED``, a
+    #: bounded label): the path and the client's User-Agent, for the access log only
+    path: str | None = None
+    user_agent: str | None = None
+
+
+#: the ``route`` label of requests to paths the gateway does not serve (any number of paths)
+UNMATCHED = "unmatched"
 
 
 class TunnelCollector(Collector):

@@ -182,6 +182,38 @@ async def test_unknown_route_and_method_in_openai_shape(rig: Rig) -> None:
     assert resp.status_code == 405
 
 
+async def test_unserved_paths_are_logged_under_one_label(rig: Rig) -> None:
+    """Issue 12 (4): a 404 used to leave no trace; now one access-log line with the path and
+    the client, and one metric label value however many paths are tried."""
+    client = rig.app.test_client()
+    for i in range(30):
+        resp = await client.post(
+            f"/v1/thing-{i}?beta=true", headers={"user-agent": "claude-cli/2.0 (external, cli)"}
+        )
+        assert resp.status_code == 404
+    resp = await client.put("/healthz")
+    assert resp.status_code == 405
+    lines = [json.loads(line) for line in rig.log_path.read_text().splitlines()]
+    assert len(lines) == 31
+    assert lines[0]["path"] == "POST /v1/thing-0?beta=true"
+    assert lines[0]["user_agent"] == "claude-cli/2.0 (external, cli)"
+    assert (lines[0]["route"], lines[0]["status"], lines[0]["identity"]) == ("unmatched", 404, "-")
+    assert lines[-1]["path"] == "PUT /healthz"
+    assert lines[-1]["status"] == 405
+    text, _ = rig.metrics.render()
+    counted = [
+        line for line in text.decode().splitlines() if line.startswith("gateway_requests_total{")
+    ]
+    assert counted == [
+        'gateway_requests_total{model="-",route="unmatched",status="404"} 30.0',
+        'gateway_requests_total{model="-",route="unmatched",status="405"} 1.0',
+    ]
+    long = await client.get("/x" * 500)
+    assert long.status_code == 404
+    last = json.loads(rig.log_path.read_text().splitlines()[-1])
+    assert len(last["path"]) <= len("GET ") + 200
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param", "code"),
     [
