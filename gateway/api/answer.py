@@ -84,6 +84,8 @@ def error_answer(
 
 
 def sse_error_event(exc: ApiError, shape: ErrorShape = openai_shape) -> bytes:
-    """An SSE event carrying an error: how a stream that already started reports a failure
-    (the OpenAI SDKs raise ``APIError`` on a ``data`` object with an ``error`` key)."""
-    return b"data: " + shape(exc) + b"\n\n"
+    """An SSE event carrying an error: how a stream that already started reports a failure.
+    The OpenAI SDKs raise ``APIError`` on a ``data`` object with an ``error`` key; Anthropic's
+    streams name the event (``event: error``), as its SDKs expect."""
+    head = b"event: error\n" if shape is anthropic_shape else b""
+    return head + b"data: " + shape(exc) + b"\n\n"

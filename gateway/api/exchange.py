@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.accesslog import AccessLog
+from gateway.api.answer import ErrorShape, openai_shape
 from gateway.api.sse import Usage
 from gateway.errors import AnswerCutError
 from gateway.limits.estimate import estimate_prompt_tokens
@@ -70,6 +71,7 @@ class Exchange:
     upstream: TunnelResponse | None = None  # the tunnel stream, closed by close_exchange
     pending: asyncio.Future[TunnelResponse] | None = None  # a head still awaited
     relayed_events: int = 0
+    error_shape: ErrorShape = openai_shape  # how an error inside a started stream is written
     _settled: bool = False
     _finished: bool = False
 

@@ -311,16 +311,16 @@ class UpstreamForwarder:
             data = b""
         ex.status = response.status
         if from_connector(response, data):
-            return sse_error_event(self._connector_failed(ex, response, data))
+            return sse_error_event(self._connector_failed(ex, response, data), ex.error_shape)
         try:
             error = json.loads(data)["error"]
             message, kind = str(error["message"]), str(error.get("type") or "server_error")
         except (ValueError, KeyError, TypeError):
             message, kind = f"The upstream answered {response.status}.", "server_error"
-        return sse_error_event(UpstreamAnswerError(response.status, message, kind))
+        return sse_error_event(UpstreamAnswerError(response.status, message, kind), ex.error_shape)
 
     def _error_event(self, ex: Exchange, exc: BaseException) -> bytes:
-        return sse_error_event(self._mapped(ex, exc))
+        return sse_error_event(self._mapped(ex, exc), ex.error_shape)
 
     async def _stream(
         self, ex: Exchange, response: TunnelResponse, rewriter: SseRewriter

@@ -166,6 +166,7 @@ class ApiRoutes:
             admission=admission,
             prompt=prompt_of(body) if self.forwarder.s.access_log.log_prompts else None,
             request_body=body,
+            error_shape=shape,
         )
         try:
             yield await self._forward(ex, call, raw, body, resolved, shape)

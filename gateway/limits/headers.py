@@ -110,17 +110,21 @@ def anthropic_from_openai(headers: Mapping[str, str], now: datetime) -> dict[str
     (the Messages routes): the limiter computes one set from its windows, and this reads it back
     rather than giving every limiter call a second format. Other headers are kept."""
     out = {k: v for k, v in headers.items() if not k.startswith("x-ratelimit-")}
-    if "x-ratelimit-limit-requests" not in headers:
+    requests, tokens = _window_of(headers, "requests"), _window_of(headers, "tokens")
+    if requests is None or tokens is None:  # not the limiter's full set: nothing to translate
         return out
-    windows = [
-        WindowState(
+    return {**out, **anthropic_ratelimit_headers(requests, tokens, now)}
+
+
+def _window_of(headers: Mapping[str, str], name: str) -> WindowState | None:
+    try:
+        return WindowState(
             int(headers[f"x-ratelimit-limit-{name}"]),
             int(headers[f"x-ratelimit-remaining-{name}"]),
             parse_reset(headers[f"x-ratelimit-reset-{name}"]),
         )
-        for name in ("requests", "tokens")
-    ]
-    return {**out, **anthropic_ratelimit_headers(windows[0], windows[1], now)}
+    except (KeyError, ValueError):
+        return None
 
 
 def requests_message(name: str, limit: int, used: int, requested: int, retry_s: float) -> str:

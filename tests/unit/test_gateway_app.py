@@ -301,6 +301,27 @@ async def test_tunnel_lost_mid_stream_ends_with_an_error_event(rig: Rig) -> None
     assert rig.pool.response.closed
 
 
+async def test_a_messages_stream_that_breaks_ends_with_anthropics_error_event(rig: Rig) -> None:
+    start = {"type": "message_start", "message": {"id": "msg_1", "model": UP, "usage": {}}}
+    first = b"event: message_start\ndata: " + json.dumps(start).encode() + b"\n\n"
+    parts: list[bytes | float | Exception] = [first, StreamResetError("tunnel lost")]
+    rig.pool.response = FakeResponse(200, "text/event-stream", parts)
+    body = {
+        "model": "qwen3-coder",
+        "max_tokens": 8,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    resp = await rig.post("/v1/messages", body)
+    last = (await resp.get_data()).split(b"\n\n")[-2]
+    name, data = last.split(b"\n", 1)
+    assert name == b"event: error"
+    error = json.loads(data[6:])
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "api_error"  # 502: Anthropic's type for a server failure
+    assert "request id req_" in error["error"]["message"]
+
+
 async def test_upstream_4xx_on_a_stream_passes_through(rig: Rig) -> None:
     error = {
         "error": {"message": "bad", "type": "invalid_request_error", "param": None, "code": None}

@@ -52,3 +52,18 @@ def test_anthropic_headers_from_the_openai_set() -> None:
     assert [parse_reset(t) for t in ("0s", "12ms", "1.574s", "6m0s", "1h2m3s")] == [
         0.0, 0.012, 1.574, 360.0, 3723.0,
     ]  # fmt: skip
+
+
+def test_a_partial_or_odd_set_is_dropped_not_raised() -> None:
+    partial = {"x-ratelimit-limit-requests": "60", "retry-after": "2"}
+    assert anthropic_from_openai(partial, NOW) == {"retry-after": "2"}
+    odd = {
+        **{
+            f"x-ratelimit-{k}-{n}": "x"
+            for k in ("limit", "remaining")
+            for n in ("requests", "tokens")
+        },
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-reset-tokens": "1s",
+    }
+    assert anthropic_from_openai(odd, NOW) == {}
