@@ -31,7 +31,14 @@ from typing import Any, Final
 
 from gateway import hypercorn_h2
 from gateway.api.answer import Answer, error_answer
-from gateway.api.routes import API_ROUTES, MODELS_ROUTE, ApiCall, ApiRoutes, new_request_id
+from gateway.api.routes import (
+    API_ROUTES,
+    MODELS_ROUTE,
+    ApiCall,
+    ApiRoutes,
+    new_request_id,
+    shape_for,
+)
 from gateway.errors import (
     AnswerCutError,
     ApiError,
@@ -133,7 +140,7 @@ class ApiRequest:
             log.exception("unexpected error on %s %s", self.scope["method"], self.scope["path"])
             if self.started:
                 raise  # the answer is on its way: only closing the connection is left
-            await self.respond(error_answer(InternalError()))
+            await self.respond(error_answer(InternalError(), shape=shape_for(self.scope["path"])))
         finally:
             self.answered = True
             if self.watcher is not None:
@@ -161,7 +168,7 @@ class ApiRequest:
     @contextlib.asynccontextmanager
     async def refused(self, exc: ApiError) -> AsyncIterator[Answer]:
         await self.drain(ERROR_DRAIN_BYTES)
-        yield error_answer(exc)
+        yield error_answer(exc, shape=shape_for(self.scope["path"]))
 
     # ----------------------------------------------------------------- request body
 

@@ -91,6 +91,11 @@ def new_request_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
+def shape_for(route: str) -> ErrorShape:
+    """How errors on ``route`` are written: Anthropic's on its Messages routes, else OpenAI's."""
+    return anthropic_shape if route in MESSAGES_ROUTES else openai_shape
+
+
 def messages_call(call: ApiCall) -> ApiCall:
     """A Messages call as the core takes it: ``x-api-key`` (what ``ANTHROPIC_API_KEY`` sends)
     counts as the bearer credential when there is no ``authorization``."""
@@ -132,10 +137,10 @@ class ApiRoutes:
         """One API request; Anthropic's Messages routes answer in Anthropic's dialect (errors,
         ``anthropic-ratelimit-*`` headers), everything else as OpenAI does."""
         if call.route not in MESSAGES_ROUTES:
-            async with self._handle(call, openai_shape) as answer:
+            async with self._handle(call, shape_for(call.route)) as answer:
                 yield answer
             return
-        async with self._handle(messages_call(call), anthropic_shape) as answer:
+        async with self._handle(messages_call(call), shape_for(call.route)) as answer:
             yield anthropic_answer(answer)
 
     @contextlib.asynccontextmanager

@@ -436,6 +436,31 @@ async def test_adapter_answers_another_method_with_openai_405(rig: Rig) -> None:
     assert b'"error"' in b"".join(m.get("body", b"") for m in client.sent)
 
 
+async def test_messages_routes_refuse_in_anthropics_shape(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = AsgiClient([{"type": "http.request", "body": b"", "more_body": False}])
+    await rig.app.asgi_app(http_scope("/v1/messages", "GET"), client.receive, client.send)
+    assert client.sent[0]["status"] == 405
+    body = json.loads(b"".join(m.get("body", b"") for m in client.sent[1:]))
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+
+    def broken(*_args: object) -> bytes:
+        raise RuntimeError("a bug between admission and the upstream")
+
+    monkeypatch.setattr("gateway.api.routes.upstream_body", broken)
+    raw = json.dumps({"model": "qwen3-coder", "max_tokens": 8, "messages": CHAT["messages"]})
+    client = AsgiClient([{"type": "http.request", "body": raw.encode(), "more_body": False}])
+    await rig.app.asgi_app(http_scope("/v1/messages"), client.receive, client.send)
+    assert client.sent[0]["status"] == 500
+    body = json.loads(b"".join(m.get("body", b"") for m in client.sent[1:]))
+    assert body == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "The gateway failed to handle the request."},
+    }
+
+
 async def test_public_readyz_says_ready_only_and_admin_lists_every_tunnel_field(rig: Rig) -> None:
     """Issue 11 (8a): no connector names, office addresses or upstreams on the public port."""
     from tunnel.api import TunnelInfo  # noqa: PLC0415
