@@ -44,6 +44,9 @@ from tunnel.listener import Listener
 log = logging.getLogger("gateway")
 
 
+BACKLOG = 2048
+
+
 def bind_socket(address: tuple[str, int]) -> socket.socket:
     host, port = address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -51,6 +54,9 @@ def bind_socket(address: tuple[str, int]) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # SSE chunks leave at once
     sock.bind((host, port))
+    # listening from here on: a client that connects as soon as ``--ready-file`` names the port
+    # waits in the backlog until Hypercorn accepts, instead of being refused
+    sock.listen(BACKLOG)
     return sock
 
 
@@ -78,7 +84,7 @@ def hypercorn_config(
     cfg.ssl_handshake_timeout = header_timeout_s
     cfg.address_limit = address_limit
     cfg.keep_alive_max_requests = 1_000_000_000  # never close a busy kept-alive connection
-    cfg.backlog = 2048  # a burst of new connections waits instead of being refused
+    cfg.backlog = BACKLOG  # a burst of new connections waits instead of being refused
     cfg.max_app_queue_size = 64  # request body pieces buffered per request
     harden_websockets(cfg)  # the tunnel's WebSocket: 64 KiB, not 16 MiB per stranger
     cfg.h2_max_concurrent_streams = 256
