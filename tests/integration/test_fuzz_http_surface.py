@@ -24,23 +24,18 @@ import h2.connection
 import h2.events
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey
 
 from tests.integration.test_gateway_api import UP, connector_toml, create_key, gateway_toml
+from tests.support.fuzz import fuzz_settings
 from tests.support.pki_fixtures import PkiPaths, make_pki
 from tests.support.procs import ManagedProcess, file_ready, our_command, standin_process
 
 CHAT = "/v1/chat/completions"
 ISSUER = "https://idp.fuzz.test"
-FUZZ = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+FUZZ = fuzz_settings(25, [HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 @dataclass(repr=False)

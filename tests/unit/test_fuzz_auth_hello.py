@@ -11,7 +11,7 @@ import time
 from typing import Any, cast
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.auth.authenticator import bearer_token
@@ -26,16 +26,11 @@ from gateway.auth.jwt import (
 )
 from gateway.config import JwtIssuerConfig
 from gateway.errors import AuthError, TokenError
+from tests.support.fuzz import fuzz_settings
 from tunnel import listener
 from tunnel.errors import HandshakeError
 
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(150)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),

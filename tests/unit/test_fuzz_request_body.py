@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.api.body_rewrite import USAGE_OPTION_ROUTES, insert_first_member, upstream_body
@@ -17,14 +17,9 @@ from gateway.api.request_body import FIELD_TYPES, REQUIRED_FIELDS, parse_body
 from gateway.api.routes import MESSAGES_ROUTES
 from gateway.errors import InvalidRequestError
 from gateway.limits.estimate import estimate_tokens
+from tests.support.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(150)
 
 ROUTES = st.sampled_from([*REQUIRED_FIELDS, "/v1/messages", "/v1/unknown"])
 UP = "Qwen/Qwen3-Coder-30B-A3B-Instruct"

@@ -7,7 +7,7 @@ import itertools
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.api.sse import (
@@ -19,14 +19,9 @@ from gateway.api.sse import (
     rewrite_json_body,
     usage_from,
 )
+from tests.support.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=120,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(120)
 
 UP = "Qwen/Qwen3-Coder-30B-A3B-Instruct"
 ALIAS = "qwen3-coder"

@@ -1,26 +1,21 @@
 """Property tests (hypothesis) for the tunnel's sans-IO rules: the path allow-list, the header
 filter and the reconnect schedule. Few examples each, derandomized, so `make test` stays quick
-and an xfail stays strict."""
+and a failure comes back the same on every run."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import unquote
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given
 from hypothesis import strategies as st
 
+from tests.support.fuzz import fuzz_settings
 from tunnel.allowlist import ALLOWED_PREFIX, FORBIDDEN_CHARACTER, path_refusal, refusal
 from tunnel.backoff import Backoff
 from tunnel.headers import HOP_BY_HOP, filter_headers, upstream_request_headers
 
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(150, [HealthCheck.too_slow])
 
 # ----------------------------------------------------------------------------- the allow-list
 
