@@ -35,7 +35,7 @@ from gateway.errors import (
     MethodNotAllowedError,
     RouteNotFoundError,
 )
-from gateway.metrics import UNMATCHED, GatewayMetrics, RequestRecord
+from gateway.metrics import UNMATCHED, GatewayMetrics, RequestRecord, refusal_record
 from gateway.websocket import serve_quart_websocket
 from tunnel.api import TunnelPool
 from tunnel.listener import Listener
@@ -162,18 +162,12 @@ def _unmatched_record(status: int) -> RequestRecord:
     if g.get("request_id") is None:
         g.request_id = new_request_id()
     path = request.full_path.rstrip("?")
-    return RequestRecord(
-        request_id=g.request_id,
-        route=UNMATCHED,
-        model="-",
-        status=status,
-        identity="-",
-        remote=request.remote_addr or "-",
-        stream=False,
-        prompt_tokens=0,
-        completion_tokens=0,
-        latency_s=time.perf_counter() - g.get("started", time.perf_counter()),
-        ttfb_s=None,
+    return refusal_record(
+        g.request_id,
+        UNMATCHED,
+        status,
+        request.remote_addr or "-",
+        time.perf_counter() - g.get("started", time.perf_counter()),
         path=f"{request.method} {path[:MAX_LOGGED_PATH]}",
         user_agent=(request.headers.get("user-agent") or "")[:MAX_LOGGED_PATH] or None,
     )

@@ -60,6 +60,37 @@ class RequestRecord:
 UNMATCHED = "unmatched"
 
 
+def refusal_record(
+    request_id: str,
+    route: str,
+    status: int,
+    remote: str,
+    latency_s: float,
+    *,
+    identity: str = "-",
+    model: str = "-",
+    path: str | None = None,
+    user_agent: str | None = None,
+) -> RequestRecord:
+    """A request answered without reaching an upstream (refused, or a path not served): no
+    tokens, no first byte."""
+    return RequestRecord(
+        request_id=request_id,
+        route=route,
+        model=model,
+        status=status,
+        identity=identity,
+        remote=remote,
+        stream=False,
+        prompt_tokens=0,
+        completion_tokens=0,
+        latency_s=latency_s,
+        ttfb_s=None,
+        path=path,
+        user_agent=user_agent,
+    )
+
+
 class TunnelCollector(Collector):
     """Read from the pool at scrape time: the stall watchdog's count, and each live tunnel's
     connection windows (labelled by tunnel, so only the tunnels up now appear)."""

@@ -259,11 +259,18 @@ class UpstreamForwarder:
             out = rewriter.feed(data)
             if out:
                 yield out
+        tail = await self._settled_tail(ex, rewriter)
+        if tail:
+            yield tail
+
+    async def _settled_tail(self, ex: Exchange, rewriter: BodyRewriter | SseRewriter) -> bytes:
+        """At the upstream's end: what the rewriter still holds, returned only once the
+        request is settled (tokens charged, ledger row committed), so the client's last bytes
+        never come before its row."""
         tail = rewriter.flush()
         ex.usage = rewriter.usage
         await self.s.settle(ex)
-        if tail:
-            yield tail
+        return tail
 
     def _sse_response(self, ex: Exchange, body: AsyncIterator[bytes]) -> Answer:
         ex.status = 200
@@ -345,9 +352,7 @@ class UpstreamForwarder:
                 if out:
                     ex.relayed_events += out.count(b"data:")  # ~ one token each (see above)
                     yield out
-            tail = rewriter.flush()
-            ex.usage = rewriter.usage
-            await self.s.settle(ex)
+            tail = await self._settled_tail(ex, rewriter)
             if tail:
                 yield tail
         except TunnelError as exc:

@@ -49,7 +49,7 @@ from gateway.auth.identity import Identity
 from gateway.errors import ApiError, ModelNotFoundError
 from gateway.limits.estimate import estimate_tokens
 from gateway.limits.headers import anthropic_from_openai
-from gateway.metrics import RequestRecord
+from gateway.metrics import refusal_record
 
 log = logging.getLogger("gateway.routes")
 
@@ -204,18 +204,14 @@ class ApiRoutes:
     ) -> None:
         """A request answered before admission (401, 400, 404, 413, 429) is still one access-log
         line and one count in ``gateway_requests_total``, with no tokens."""
-        record = RequestRecord(
-            request_id=call.request_id,
-            route=call.route,
-            model=model,
-            status=status,
+        record = refusal_record(
+            call.request_id,
+            call.route,
+            status,
+            call.remote,
+            time.perf_counter() - started,
             identity=identity.name if identity is not None else "-",
-            remote=call.remote,
-            stream=False,
-            prompt_tokens=0,
-            completion_tokens=0,
-            latency_s=time.perf_counter() - started,
-            ttfb_s=None,
+            model=model,
         )
         self.forwarder.s.log(record)
 
