@@ -121,8 +121,11 @@ class GatewayRig:
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.key}"}
 
-    def start_connector(self, extra: str = 'transport = "tls"\n') -> ManagedProcess:
-        toml = connector_toml(self.tmp, self.pki, self.ports["tunnel"], self.standin.url, extra)
+    def start_connector(
+        self, extra: str = 'transport = "tls"\n', upstream_url: str | None = None
+    ) -> ManagedProcess:
+        url = upstream_url or self.standin.url
+        toml = connector_toml(self.tmp, self.pki, self.ports["tunnel"], url, extra)
         proc = our_command("connector", "run", "-c", str(toml), work_dir=self.tmp)
         proc.launch()
         self.processes.append(proc)
@@ -159,10 +162,15 @@ async def gateway_rig(
     connector: bool = True,
     tunnel_extra: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
+    key_args: tuple[str, ...] = (),
+    upstream_url: str | None = None,
 ) -> AsyncIterator[GatewayRig]:
+    """A gateway (``server`` keys added to ``[server]``), a key ``alice`` created with
+    ``key_args``, and unless ``connector`` is False a connector to the stand-in (or to
+    ``upstream_url``), the tunnel up."""
     pki = make_pki(tmp / "pki")
     toml = gateway_toml(tmp, pki, tunnel_extra, **(server or {}))
-    key = create_key(toml, "alice")
+    key = create_key(toml, "alice", *key_args)
     ready = tmp / "ready.json"
     standin = StandinLLM()
     await standin.start()
@@ -175,7 +183,7 @@ async def gateway_rig(
     rig.processes.append(gateway)
     try:
         if connector:
-            rig.start_connector()
+            rig.start_connector(upstream_url=upstream_url)
             await rig.wait_ready()
         yield rig
     finally:

@@ -23,13 +23,9 @@ import psutil
 from tests.integration.test_gateway_api import (
     MESSAGES,
     GatewayRig,
-    connector_toml,
-    create_key,
-    gateway_toml,
+    gateway_rig,
 )
-from tests.support.pki_fixtures import make_pki
-from tests.support.procs import file_ready, free_port, our_command
-from tests.support.standin_llm import StandinLLM
+from tests.support.procs import free_port
 
 MiB = 1 << 20
 
@@ -41,33 +37,9 @@ async def exchange_rig(
     upstream_url: str | None = None,
     **server: Any,
 ) -> AsyncIterator[GatewayRig]:
-    """A gateway (``server`` keys added to ``[server]``), a connector to the stand-in (or to
-    ``upstream_url``) and a key ``alice`` created with ``key_args``."""
-    pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki, **server)
-    key = create_key(toml, "alice", *key_args)
-    ready = tmp / "ready.json"
-    standin = StandinLLM()
-    await standin.start()
-    gateway = our_command(
-        "gateway", "serve", "-c", str(toml), "--ready-file", str(ready),
-        work_dir=tmp, ready=file_ready(ready),
-    )  # fmt: skip
-    await gateway.astart()
-    rig = GatewayRig(tmp, pki, standin, toml, gateway, json.loads(ready.read_text()), key)
-    rig.processes.append(gateway)
-    try:
-        url = upstream_url or standin.url
-        conn = connector_toml(tmp, pki, rig.ports["tunnel"], url, 'transport = "tls"\n')
-        connector = our_command("connector", "run", "-c", str(conn), work_dir=tmp)
-        connector.launch()
-        rig.processes.append(connector)
-        await rig.wait_ready()
+    """:func:`gateway_rig` with the key's limits as positional arguments."""
+    async with gateway_rig(tmp, server=server, key_args=key_args, upstream_url=upstream_url) as rig:
         yield rig
-    finally:
-        for proc in reversed(rig.processes):
-            await proc.astop()
-        await standin.stop()
 
 
 async def wait_access_line(rig: GatewayRig, count: int, timeout: float = 5.0) -> dict[str, Any]:
