@@ -37,6 +37,7 @@ from gateway.limits.connections import install as install_connection_limit
 from gateway.limits.limiter import RateLimiter
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
+from gateway.status.routes import add_status_routes
 from gateway.websocket import harden_websockets
 from tunnel.heap import freeze_startup_heap, pin_mmap_threshold
 from tunnel.listener import Listener
@@ -204,7 +205,9 @@ async def serve(
             listener=listener,
         )
         ws_app = create_websocket_app(config, listener) if config.websocket_http_listen else None
-        bound = bind_all(config, public, create_admin_app(listener.pool, metrics), ws_app)
+        admin = create_admin_app(listener.pool, metrics)
+        add_status_routes(admin, config, listener.pool, parts.auth)  # the page at /
+        bound = bind_all(config, public, admin, ws_app)
         bound.ports["tunnel"] = listener.port
         await _serve_until(bound, shutdown_trigger, ready_file, listener, drain_s)
     finally:
