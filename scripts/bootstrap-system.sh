@@ -11,6 +11,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # deploy units are verified
 command -v node >/dev/null 2>&1 || need+=(nodejs)               # the Node SDK line in docs/clients.md
+[ -x /usr/bin/chromium ] || need+=(chromium)                     # the status page's browser test
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)          # (Selenium drives the system browser)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -41,7 +41,7 @@ def _clock(at: float, bucket_s: int) -> str:
     return time.strftime(fmt, time.gmtime(at))
 
 
-def line_chart(  # noqa: PLR0913 (a chart's parts)
+def line_chart(
     title: str,
     lines: Mapping[str, Values],
     *,
@@ -101,7 +101,7 @@ def _polylines(values: Values, top: float, n: int, stroke: str) -> list[str]:
             run.append((_x(i, n), _y(v, top)))
             continue
         if len(run) == 1:
-            (cx, cy), = run
+            ((cx, cy),) = run
             out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.5" fill="{stroke}"/>')
         elif run:
             points = " ".join(f"{px:.1f},{py:.1f}" for px, py in run)

@@ -50,7 +50,7 @@ class Snapshot:
         )
 
 
-def build_snapshot(  # noqa: PLR0913 (the page's sources, each one plain value)
+def build_snapshot(
     *,
     now: float,
     status: PoolStatus,

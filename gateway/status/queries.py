@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gateway.ledger import UsageRow
 
@@ -209,7 +209,7 @@ def read_requests(conn: sqlite3.Connection, since: float) -> list[LoggedRequest]
 
 def _select(
     conn: sqlite3.Connection, query: str, args: tuple[object, ...]
-) -> list[tuple[object, ...]]:
+) -> list[tuple[Any, ...]]:
     try:
         return conn.execute(query, args).fetchall()
     except sqlite3.OperationalError as exc:

@@ -5,7 +5,7 @@ name that came from outside (connector, identity, model, subject) is escaped."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Final
 
@@ -166,7 +166,7 @@ def _totals_table(per: dict[str, list[Totals]], kind: str, snap: Snapshot) -> st
     return _table(headers, rows, f"range-{kind}")
 
 
-def _chart(snap: Snapshot, title: str, lines: dict[str, Values], unit: str = "") -> str:
+def _chart(snap: Snapshot, title: str, lines: Mapping[str, Values], unit: str = "") -> str:
     s = snap.series
     return line_chart(title, lines, start=s.start, bucket_s=s.range.bucket_s, unit=unit)
 
@@ -200,7 +200,9 @@ def _usage(snap: Snapshot) -> str:
 def _latency_lines(
     snap: Snapshot, pick: Callable[[LatencyPoint], float | None], suffix: str = ""
 ) -> dict[str, Values]:
-    return {f"{m}{suffix}": [pick(p) for p in pts] for m, pts in sorted(snap.series.latency.items())}
+    return {
+        f"{m}{suffix}": [pick(p) for p in pts] for m, pts in sorted(snap.series.latency.items())
+    }
 
 
 def _latency(snap: Snapshot) -> str:
@@ -227,7 +229,7 @@ def _latency(snap: Snapshot) -> str:
 def _certificates(snap: Snapshot) -> str:
     rows = [
         f'<tr data-role="{escape(c.role)}" data-subject="{escape(c.subject)}"'
-        f'{" class=warn data-warn=1" if c.warn else ""}>'
+        f"{' class=warn data-warn=1' if c.warn else ''}>"
         + _cell(c.role)
         + _cell(c.subject)
         + _cell(when(c.not_after))

@@ -84,7 +84,9 @@ def add_status_routes(
 ) -> None:
     """The page and its data on ``app`` (the admin app), guarded as ``[admin]`` says."""
     host = config.admin.listen[0] if config.admin.listen else "127.0.0.1"
-    guard = AdminGuard(auth, config.admin.keys, required=credential_required(config.admin.auth, host))
+    guard = AdminGuard(
+        auth, config.admin.keys, required=credential_required(config.admin.auth, host)
+    )
     source = StatusSource(config, pool)
 
     async def snapshot() -> Snapshot | Response:

@@ -29,7 +29,8 @@ figure.chart{margin:0}figcaption{font-size:.9rem;margin-bottom:.2rem}
 figure.chart svg{width:100%;height:150px;border:1px solid #8883}
 svg polyline{stroke-width:1.8;vector-effect:non-scaling-stroke}
 svg .axes line{stroke:#888;stroke-width:1}svg .axes text{font-size:10px;fill:#888}
-ul.legend{list-style:none;padding:0;margin:.2rem 0;font-size:.8rem;display:flex;flex-wrap:wrap;gap:.2rem .8rem}
+ul.legend{list-style:none;padding:0;margin:.2rem 0;font-size:.8rem;display:flex;flex-wrap:wrap;
+gap:.2rem .8rem}
 .swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
 @media (max-width:600px){body{font-size:14px}.charts{grid-template-columns:1fr}}
 """
@@ -56,6 +57,4 @@ _SCRIPT: Final = """
 
 
 def page_script(range_name: str, refresh_s: float) -> str:
-    return _SCRIPT.replace("RANGE", json.dumps(range_name)).replace(
-        "EVERY", json.dumps(refresh_s)
-    )
+    return _SCRIPT.replace("RANGE", json.dumps(range_name)).replace("EVERY", json.dumps(refresh_s))
