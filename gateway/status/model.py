@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from gateway.certificates import WARN_DAYS, CertificateFact
+from gateway.certificates import CertificateFact
 from gateway.ledger import UsageRow
 from gateway.status.queries import LoggedRequest, Range, Series, aggregate
 from tunnel.api import Disconnect, PoolStatus, TunnelInfo
@@ -22,7 +22,7 @@ class CertificateView:
     subject: str
     not_after: float
     days_left: float
-    warn: bool  # under WARN_DAYS (or past)
+    warn: bool  # fewer days left than its ``warn_days`` (30; the CRL its own), or past
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def utc_day(at: float) -> date:
 
 def certificate_view(fact: CertificateFact, now: float) -> CertificateView:
     days = fact.days_left(now)
-    return CertificateView(fact.role, fact.subject, fact.not_after, days, days < WARN_DAYS)
+    return CertificateView(fact.role, fact.subject, fact.not_after, days, days < fact.warn_days)
 
 
 def snapshot_json(snap: Snapshot) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def _overview(snap: Snapshot) -> str:
     state = "up" if snap.ready else "down"
     words = "ready: a tunnel is up" if snap.ready else "NOT ready: no usable tunnel"
     warn = sum(1 for c in snap.certificates if c.warn)
-    certs = f", {warn} certificate(s) under 30 days" if warn else ""
+    certs = f", {warn} expiry date(s) close: see Certificates" if warn else ""
     return (
         f'<p id="overview" class="state-{state}" data-ready="{str(snap.ready).lower()}">'
         f"{words}{certs} · {escape(when(snap.now))}</p>"

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import dataclasses
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -207,6 +208,23 @@ def _check_numbers(driver: WebDriver, rig: GatewayRig, metrics: str) -> None:
     assert total["requests"] == str(sum(r for r, _, _ in ledger.values()))
 
 
+async def _check_cli(admin: str, ops: str) -> None:
+    """``gateway status``: the first screen from the same JSON; refused without the key."""
+    refused = await asyncio.to_thread(run_command, "gateway", "status", "--url", admin)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("gateway status: error: ")
+    assert "HTTP 401" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    env = {"GATEWAY_ADMIN_KEY": ops}
+    done = await asyncio.to_thread(run_command, "gateway", "status", "--url", admin, env=env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^alice\s+qwen3-coder\s+5\s", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(
+        rf"^connector:{SHORT}\s+{SHORT}\s+\S+\s+(9|10)\s+RENEW SOON", done.stdout, re.MULTILINE
+    )
+    assert re.search(r"^office-1\s+tls\s+127\.0\.0\.1:", done.stdout, re.MULTILINE)
+
+
 async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> None:
     from selenium.webdriver.common.by import By  # noqa: PLC0415
 
@@ -246,6 +264,8 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
         assert office.get_attribute("data-warn") is None
         rtt = '#tunnel-table tr[data-connector="office-1"] td[data-k="rtt"]'
         await _until(lambda: "ms" in browser.find_element(By.CSS_SELECTOR, rtt).text, "a PING RTT")
+
+        await _check_cli(admin, ops)
 
         # a connector killed and restarted: the page shows it by itself, never reloaded
         browser.execute_script("window.notReloaded = true")
