@@ -51,11 +51,12 @@ CREATE TABLE IF NOT EXISTS request_log (
     completion_tokens INTEGER NOT NULL,
     ttft_ms INTEGER,
     total_ms INTEGER NOT NULL,
-    billed INTEGER NOT NULL
+    billed INTEGER NOT NULL,
+    stream INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_log_at ON request_log (at);
 """
-_LOG_INSERT = "INSERT INTO request_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_LOG_INSERT = "INSERT INTO request_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 REQUEST_LOG_DAYS: Final = 8  # the page shows a week; a day more so the week is always whole
 PRUNE_INTERVAL_S: Final = 3600.0
 _UPSERT = """
@@ -95,6 +96,7 @@ class RequestOutcome:
     ttft_s: float | None  # time to the first byte of the upstream's answer
     total_s: float
     billed: bool = True
+    stream: bool = False
 
 
 class _KeysDbSettings(Protocol):
@@ -192,7 +194,7 @@ class UsageLedger:
             prompt, completion = max(rec.prompt_tokens, 0), max(rec.completion_tokens, 0)
             self._pending_log.append(
                 (out.at, identity, model, out.status, prompt, completion, ttft_ms,
-                 round(out.total_s * 1000), int(out.billed))
+                 round(out.total_s * 1000), int(out.billed), int(out.stream))
             )  # fmt: skip
 
     def _add_locked(self, key: _Key, requests: int, prompt: int, completion: int) -> None:

@@ -146,6 +146,7 @@ class Services:
             ttft_s=ex.ttfb_s,
             total_s=time.perf_counter() - ex.started,
             billed=billed,
+            stream=ex.stream,
         )
         try:
             if prompt or completion:

@@ -38,8 +38,6 @@ RANGES: Final = {
     "day": Range("day", 86400, 1800),
     "week": Range("week", 7 * 86400, 4 * 3600),
 }
-# below this much generation time an answer came whole (not streamed): its rate is over the total
-MIN_GENERATION_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +53,19 @@ class LoggedRequest:
     ttft_ms: int | None
     total_ms: int
     billed: bool
+    stream: bool = False
 
     @property
     def tokens_per_s(self) -> float | None:
-        """Output tokens per second of generation (after the first byte when streamed)."""
-        if self.status >= 400 or self.completion_tokens <= 0 or self.total_ms <= 0:
+        """How fast a streamed answer came once it started, as ``/metrics`` counts it
+        (:func:`gateway.metrics.output_tokens_per_second`): the tokens after the first over the
+        time after the first byte; None for anything but a successful stream of two tokens."""
+        if not self.stream or not 200 <= self.status < 300 or self.ttft_ms is None:
             return None
-        generation_s = (self.total_ms - (self.ttft_ms or 0)) / 1000
-        if generation_s < MIN_GENERATION_S:
-            generation_s = self.total_ms / 1000
-        return self.completion_tokens / generation_s
+        generating_s = (self.total_ms - self.ttft_ms) / 1000
+        if self.completion_tokens < 2 or generating_s <= 0:
+            return None
+        return (self.completion_tokens - 1) / generating_s
 
 
 @dataclass(slots=True)
@@ -188,7 +189,7 @@ def read_requests(conn: sqlite3.Connection, since: float) -> list[LoggedRequest]
     found = _select(
         conn,
         "SELECT at, identity, model, status, prompt_tokens, completion_tokens, ttft_ms,"
-        " total_ms, billed FROM request_log WHERE at >= ?",
+        " total_ms, billed, stream FROM request_log WHERE at >= ?",
         (since,),
     )
     return [
@@ -202,8 +203,9 @@ def read_requests(conn: sqlite3.Connection, since: float) -> list[LoggedRequest]
             ttft_ms=None if ttft is None else int(ttft),
             total_ms=int(total),
             billed=bool(billed),
+            stream=bool(stream),
         )
-        for at, identity, model, status, prompt, completion, ttft, total, billed in found
+        for at, identity, model, status, prompt, completion, ttft, total, billed, stream in found
     ]
 
 

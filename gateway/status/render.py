@@ -218,7 +218,7 @@ def _latency(snap: Snapshot) -> str:
         _chart(snap, "Time to first token", both(lambda p: p.ttft_p50_ms, lambda p: p.ttft_p95_ms),
                "ms"),
         _chart(snap, "Total time", both(lambda p: p.total_p50_ms, lambda p: p.total_p95_ms), "ms"),
-        _chart(snap, "Output tokens per second (median)",
+        _chart(snap, "Output tokens per second, streams (median)",
                _latency_lines(snap, lambda p: p.tokens_per_s), "tokens/s"),
         _chart(snap, "Status codes", statuses, "answers"),
     ]  # fmt: skip

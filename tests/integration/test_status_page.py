@@ -289,6 +289,12 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
             "office-1 back on the page",
         )
 
+        # the whole page in one picture: the window's height is the page's plus its own frame
+        height: Any = browser.execute_script(
+            "return document.body.getBoundingClientRect().bottom + window.scrollY"
+            " + window.outerHeight - window.innerHeight + 16"
+        )
+        browser.set_window_size(1280, int(height))
         shot = tmp_path / "status-page.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000

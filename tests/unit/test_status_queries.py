@@ -109,11 +109,11 @@ def test_latency_percentiles_and_rates() -> None:
     assert percentile([5, 1, 3, 2, 4], 50) == 3
     assert percentile(list(range(1, 101)), 95) == 95
     now = 3600.0 * 10
-    rows = [_row(now, ttft_ms=t, total_ms=t + 1000) for t in (100, 200, 300, 400)]
+    rows = [_row(now, ttft_ms=t, total_ms=t + 1000, stream=True) for t in (100, 200, 300, 400)]
     rows.append(_row(now, status=502, ttft_ms=9999, total_ms=9999))  # errors: not latency
     point = aggregate(rows, HOUR, now).latency["qwen"][-1]
     assert (point.count, point.ttft_p50_ms, point.ttft_p95_ms) == (4, 200, 400)
-    assert point.tokens_per_s == 20.0  # 20 tokens in the second after the first byte
-    whole = _row(0, ttft_ms=2000, total_ms=2000)  # not streamed: over the whole time
-    assert whole.tokens_per_s == 10.0
-    assert _row(0, completion_tokens=0).tokens_per_s is None
+    assert point.tokens_per_s == 19.0  # 19 tokens after the first, in the second after it
+    assert _row(0).tokens_per_s is None  # an answer that came whole has no rate
+    assert _row(0, stream=True, completion_tokens=1).tokens_per_s is None
+    assert _row(0, stream=True, status=499).tokens_per_s is None
