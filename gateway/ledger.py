@@ -13,7 +13,7 @@ transaction takes every record waiting at that moment (a group commit), so under
 serves many requests and the cost per request stays that of batching. A request's ``usage``
 total and its ``request_log`` row are written in the same transaction, so the page's totals and
 ``gateway usage`` agree. Requests that cost nothing (a 502 before any token) are logged but not
-counted in ``usage`` (``billed = 0``), as before.
+counted in ``usage`` (``billed = 0``), as before, and their callers do not wait for the commit.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class _Record:
     key: _Key
     prompt_tokens: int
     completion_tokens: int
-    waiter: _Waiter
+    waiter: _Waiter | None
     outcome: RequestOutcome | None = None
 
 
@@ -158,18 +158,24 @@ class UsageLedger:
     ) -> None:
         """Count one request (and log its ``outcome``); returns once it is committed (raises if
         the commit failed: the totals are then kept and go with the next commit). Cancelling
-        the caller does not take the record back."""
+        the caller does not take the record back. An outcome that is not ``billed`` (nothing
+        to count) is only queued: nobody waits for the status page's row."""
+        key = (identity, self._today(), model)
+        if outcome is not None and not outcome.billed:
+            self._put(_Record(key, prompt_tokens, completion_tokens, None, outcome))
+            return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        key = (identity, self._today(), model)
-        rec = _Record(key, prompt_tokens, completion_tokens, (loop, done), outcome)
+        self._put(_Record(key, prompt_tokens, completion_tokens, (loop, done), outcome))
+        await done  # cancelled: the writer still commits the record, and wakes nobody
+
+    def _put(self, rec: _Record) -> None:
         self._queue.put(rec)
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._write_loop, name="gateway-ledger", daemon=True
             )
             self._writer.start()
-        await done  # cancelled: the writer still commits the record, and wakes nobody
 
     def _today(self) -> str:
         now = int(time.time()) // 86400
@@ -221,7 +227,7 @@ class UsageLedger:
             except Exception as exc:
                 log.warning("usage ledger: commit failed, kept for the next one: %s", exc)
                 error = exc
-            _wake([rec.waiter for rec in batch], error)
+            _wake([rec.waiter for rec in batch if rec.waiter is not None], error)
             if stop:
                 return
 
