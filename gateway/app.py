@@ -240,14 +240,7 @@ def add_health_routes(
             ]
         if details and config is not None:
             now = time.time()
-            answer["certificates"] = [
-                {
-                    **dataclasses.asdict(fact),
-                    "days_left": round(fact.days_left(now), 2),
-                    "expiring": fact.expiring(now),
-                }
-                for fact in certificate_facts(config, status)
-            ]
+            answer["certificates"] = [f.as_json(now) for f in certificate_facts(config, status)]
         response = jsonify(answer)
         response.status_code = 200 if status.ready else 503
         return response

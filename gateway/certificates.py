@@ -51,6 +51,16 @@ class CertificateFact:
     def expiring(self, now: float) -> bool:
         return self.days_left(now) < self.warn_days
 
+    def as_json(self, now: float) -> dict[str, str | float | bool]:
+        """The fact as the admin ``/readyz`` (and the status page) show it."""
+        return {
+            "role": self.role,
+            "subject": self.subject,
+            "not_after": self.not_after,
+            "days_left": round(self.days_left(now), 2),
+            "expiring": self.expiring(now),
+        }
+
 
 def _name(name: x509.Name) -> str:
     common = name.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -159,7 +159,7 @@ def status_text(data: dict[str, Any], url: str) -> str:
     ]
     certs = [
         [c["role"], c["subject"], time.strftime("%Y-%m-%d", time.gmtime(c["not_after"])),
-         f"{c['days_left']:.0f}", "RENEW SOON" if c["warn"] else ""]
+         f"{c['days_left']:.0f}", "RENEW SOON" if c["expiring"] else ""]
         for c in sorted(data["certificates"], key=lambda c: c["days_left"])
     ]  # fmt: skip
     heads = ["CERTIFICATE", "SUBJECT", "EXPIRES", "DAYS LEFT", ""]

@@ -18,11 +18,14 @@ from tunnel.api import Disconnect, PoolStatus, TunnelInfo
 
 @dataclass(frozen=True, slots=True)
 class CertificateView:
+    """A certificate fact at the snapshot's time; its JSON is ``CertificateFact.as_json``'s
+    shape (the admin ``/readyz`` shows the same)."""
+
     role: str
     subject: str
     not_after: float
     days_left: float
-    warn: bool  # fewer days left than its ``warn_days`` (30; the CRL its own), or past
+    expiring: bool  # fewer days left than its ``warn_days`` (30; the CRL its own), or past
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +78,8 @@ def utc_day(at: float) -> date:
 
 
 def certificate_view(fact: CertificateFact, now: float) -> CertificateView:
-    days = fact.days_left(now)
-    return CertificateView(fact.role, fact.subject, fact.not_after, days, days < fact.warn_days)
+    days = round(fact.days_left(now), 2)
+    return CertificateView(fact.role, fact.subject, fact.not_after, days, fact.expiring(now))
 
 
 def snapshot_json(snap: Snapshot) -> dict[str, Any]:

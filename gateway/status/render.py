@@ -81,7 +81,7 @@ def ago(seconds: float) -> str:
 def _overview(snap: Snapshot) -> str:
     state = "up" if snap.ready else "down"
     words = "ready: a tunnel is up" if snap.ready else "NOT ready: no usable tunnel"
-    warn = sum(1 for c in snap.certificates if c.warn)
+    warn = sum(1 for c in snap.certificates if c.expiring)
     certs = f", {warn} expiry date(s) close: see Certificates" if warn else ""
     return (
         f'<p id="overview" class="state-{state}" data-ready="{str(snap.ready).lower()}">'
@@ -229,7 +229,7 @@ def _latency(snap: Snapshot) -> str:
 def _certificates(snap: Snapshot) -> str:
     rows = [
         f'<tr data-role="{escape(c.role)}" data-subject="{escape(c.subject)}"'
-        f"{' class=warn data-warn=1' if c.warn else ''}>"
+        f"{' class=warn data-warn=1' if c.expiring else ''}>"
         + _cell(c.role)
         + _cell(c.subject)
         + _cell(when(c.not_after))

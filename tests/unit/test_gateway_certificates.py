@@ -127,3 +127,14 @@ def test_an_unreadable_file_is_left_out(tmp_path: Path) -> None:
     pki.crl.write_bytes(b"not a CRL")
     pki.server_cert.unlink()
     assert [f.role for f in certificate_facts(config, PoolStatus())] == ["ca"]
+
+
+def test_the_json_of_a_fact() -> None:
+    fact = CertificateFact("connector:office-1", "office-1", 1_800_000_000.0 + 10 * DAY)
+    assert fact.as_json(1_800_000_000.0 + 0.001 * DAY) == {
+        "role": "connector:office-1",
+        "subject": "office-1",
+        "not_after": 1_800_864_000.0,
+        "days_left": 10.0,
+        "expiring": True,
+    }

@@ -51,7 +51,7 @@ def test_snapshot_and_its_json() -> None:
     snap = _snapshot()
     assert snap.ready
     assert snap.today_total().requests == 4
-    assert [(c.role, c.warn) for c in snap.certificates] == [
+    assert [(c.role, c.expiring) for c in snap.certificates] == [
         ("connector:office-1", True), ("server", False), ("crl", False),
     ]  # fmt: skip
     data = json.loads(json.dumps(snapshot_json(snap)))
@@ -126,3 +126,8 @@ def test_status_cli_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
         assert err.startswith("gateway status: error: "), err
         assert err.count("\n") == 1, err
     assert admin_url("http://h:1/", None) == "http://h:1"
+
+
+def test_certificates_have_the_readyz_shape() -> None:
+    fact = CertificateFact("connector:office-1", "office-1", NOW + 10 * 86400)
+    assert snapshot_json(_snapshot())["certificates"][0] == fact.as_json(NOW)
