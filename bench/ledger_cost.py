@@ -1,5 +1,6 @@
 """What the durable usage ledger costs per request: ``UsageLedger.record`` awaited one at a time
 (every record its own commit: the worst case) and 64 at a time (group commits, as under load).
+Each record carries its outcome, as the gateway's do: a ``usage`` total and a ``request_log`` row.
 
 Run: ``.venv/bin/python -m bench.ledger_cost [N]``. Prints wall-clock and process CPU (the
 writer thread included) per record, and the commits made.
@@ -13,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.ledger import UsageLedger
+from gateway.ledger import RequestOutcome, UsageLedger
 
 
 async def measure(n: int, concurrency: int) -> dict[str, float]:
@@ -24,7 +25,8 @@ async def measure(n: int, concurrency: int) -> dict[str, float]:
             wall, cpu = time.perf_counter(), time.process_time()
             for start in range(0, n, concurrency):
                 batch = range(start, min(n, start + concurrency))
-                await asyncio.gather(*(ledger.record(f"k{i % 8}", "m", 5, 5) for i in batch))
+                done = RequestOutcome(time.time(), 200, 0.1, 0.5)
+                await asyncio.gather(*(ledger.record(f"k{i % 8}", "m", 5, 5, done) for i in batch))
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             commits = getattr(ledger, "commits", 0)
         finally:

@@ -26,6 +26,7 @@ from gateway.api.asgi import ERROR_DRAIN_BYTES, ApiAdapter, drop_body
 from gateway.api.forwarding import LedgerLike, Services, UpstreamForwarder
 from gateway.api.models import ModelCatalog, ModelMap
 from gateway.api.routes import ApiRoutes, AuthenticatorLike, LimiterLike, new_request_id
+from gateway.certificates import certificate_facts
 from gateway.client_address import ForwardedFor, Network
 from gateway.config import GatewayConfig
 from gateway.errors import (
@@ -82,11 +83,14 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     return app
 
 
-def create_admin_app(pool: TunnelPool, metrics: GatewayMetrics) -> Quart:
-    """``/metrics``, ``/healthz``, ``/readyz`` with each tunnel's details: for the loopback
-    admin listener only."""
+def create_admin_app(
+    pool: TunnelPool, metrics: GatewayMetrics, *, config: GatewayConfig | None = None
+) -> Quart:
+    """``/metrics``, ``/healthz``, ``/readyz`` with each tunnel's details, the recent
+    disconnects and (given ``config``) the certificates' days left: for the loopback admin
+    listener only."""
     app = _base_app("gateway-admin")
-    add_health_routes(app, pool, details=True)
+    add_health_routes(app, pool, details=True, config=config)
 
     async def metrics_view() -> Response:
         body, content_type = metrics.render()
@@ -215,10 +219,13 @@ def add_root_route(app: Quart) -> None:
     app.add_url_rule("/", "root", root, methods=["GET"])
 
 
-def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) -> None:
+def add_health_routes(
+    app: Quart, pool: TunnelPool, *, details: bool = False, config: GatewayConfig | None = None
+) -> None:
     """``/healthz`` and ``/readyz``. The public ``/readyz`` says ready or not and nothing else
     (connector names, the office's address and upstream names are not for the internet); with
-    ``details`` (the admin listener) it lists every field of each tunnel's ``TunnelInfo``."""
+    ``details`` (the admin listener) it lists every field of each tunnel's ``TunnelInfo``, the
+    recent disconnects, and with ``config`` each certificate's days left."""
 
     async def healthz() -> Response:
         return jsonify({"status": "ok"})
@@ -228,6 +235,12 @@ def add_health_routes(app: Quart, pool: TunnelPool, *, details: bool = False) ->
         answer: dict[str, Any] = {"ready": status.ready}
         if details:
             answer["tunnels"] = [dataclasses.asdict(t) for t in status.tunnels]
+            answer["recent_disconnects"] = [
+                dataclasses.asdict(d) for d in status.recent_disconnects
+            ]
+        if details and config is not None:
+            now = time.time()
+            answer["certificates"] = [f.as_json(now) for f in certificate_facts(config, status)]
         response = jsonify(answer)
         response.status_code = 200 if status.ready else 503
         return response

@@ -1,4 +1,5 @@
-"""``gateway``: ``serve``, ``check``, and ``keys`` / ``usage`` (from :mod:`gateway.keys_cli`)."""
+"""``gateway``: ``serve``, ``check``, ``keys`` / ``usage`` (from :mod:`gateway.keys_cli`) and
+``status`` (from :mod:`gateway.status.cli`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import NoReturn, cast
 from gateway.config import GatewayConfig, check_files, load_config
 from gateway.errors import ConfigError
 from gateway.keys_cli import add_keys_parser, add_usage_parser
+from gateway.status.cli import add_status_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared = cast("argparse._SubParsersAction[argparse.ArgumentParser]", sub)
     add_keys_parser(shared)
     add_usage_parser(shared)
+    add_status_parser(shared)
     return parser
 
 

@@ -32,6 +32,7 @@ JWT_ALGORITHMS: Final = frozenset(
 )
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 STORAGE_SCHEMES: Final = ("memory://", "redis://", "rediss://", "redis+unix://")
+ADMIN_AUTH_MODES: Final = ("auto", "required")
 SECTIONS: Final = ("server", "admin", "tunnel", "auth", "limits", "models", "log")
 
 
@@ -52,9 +53,14 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
-    """``[admin]``: ``/metrics``, ``/healthz``, ``/readyz``; ``listen = ""`` turns it off."""
+    """``[admin]``: ``/metrics``, ``/healthz``, ``/readyz`` and the status page at ``/``;
+    ``listen = ""`` turns it off. The page asks for an admin credential (an API key named in
+    ``keys``, or a JWT with its issuer's ``admin_claim``) unless ``auth = "auto"`` and the
+    listener is on a loopback address."""
 
     listen: tuple[str, int] | None = ("127.0.0.1", 9100)
+    auth: str = "auto"  # "auto": open on loopback, else a credential; "required": always
+    keys: tuple[str, ...] = ()  # names of API keys accepted as admin credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class JwtIssuerConfig:
     identity_claim: str = "sub"
     models_claim: str | None = None
     leeway_s: float = 30.0
+    admin_claim: str | None = None  # a token whose claim is true may open the status page
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +191,14 @@ def _server(r: TableReader) -> ServerConfig:
 
 def _admin(r: TableReader) -> AdminConfig:
     listen = r.string("listen", "127.0.0.1:9100")
-    cfg = AdminConfig(listen=r.listen("listen", listen) if listen else None)
+    cfg = AdminConfig(
+        listen=r.listen("listen", listen) if listen else None,
+        auth=r.string("auth", "auto"),
+        keys=r.string_list("keys", []),
+    )
     r.reject_unknown_keys()
+    if cfg.auth not in ADMIN_AUTH_MODES:
+        raise r.fail("auth", f'expected "auto" or "required", got {cfg.auth!r}')
     return cfg
 
 
@@ -212,6 +225,7 @@ def _jwt_issuer(r: TableReader) -> JwtIssuerConfig:
         identity_claim=_non_empty(r, "identity_claim", "sub"),
         models_claim=r.optional_string("models_claim"),
         leeway_s=r.number("leeway_s", 30.0),
+        admin_claim=r.optional_string("admin_claim"),
     )
     r.reject_unknown_keys()
     if (cfg.jwks_url is None) == (cfg.jwks_file is None):

@@ -104,6 +104,14 @@ class AuthError(ApiError):
     code = "invalid_api_key"
 
 
+class PermissionDeniedError(ApiError):
+    """403: a valid credential that may not do this (not an admin's, for the status page)."""
+
+    status = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
 class RouteNotFoundError(ApiError):
     """404: a path the gateway does not serve (OpenAI's words: ``Invalid URL (POST /x)``)."""
 

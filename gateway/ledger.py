@@ -1,4 +1,6 @@
-"""The usage ledger: requests and tokens per identity per UTC day per model, in SQLite.
+"""The usage ledger: requests and tokens per identity per UTC day per model, in SQLite; and
+one row per answered request (``request_log``: time, status, tokens, latency) kept
+``REQUEST_LOG_DAYS`` days, for the status page's charts (:mod:`gateway.status.queries`).
 
 It shares ``[auth] keys_db`` with the key store (WAL mode, so writes never block readers).
 ``record`` returns once the request's row is committed, so a request that was answered is in the
@@ -8,7 +10,10 @@ byte of the answer. With WAL and ``synchronous=NORMAL`` a commit is a write into
 
 Commits are made by one writer thread (the event loop never waits for SQLite) from a queue: each
 transaction takes every record waiting at that moment (a group commit), so under load a commit
-serves many requests and the cost per request stays that of batching.
+serves many requests and the cost per request stays that of batching. A request's ``usage``
+total and its ``request_log`` row are written in the same transaction, so the page's totals and
+``gateway usage`` agree. Requests that cost nothing (a 502 before any token) are logged but not
+counted in ``usage`` (``billed = 0``), as before, and their callers do not wait for the commit.
 """
 
 from __future__ import annotations
@@ -37,7 +42,23 @@ CREATE TABLE IF NOT EXISTS usage (
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (identity, day, model)
 );
+CREATE TABLE IF NOT EXISTS request_log (
+    at REAL NOT NULL,
+    identity TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    ttft_ms INTEGER,
+    total_ms INTEGER NOT NULL,
+    billed INTEGER NOT NULL,
+    stream INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_log_at ON request_log (at);
 """
+_LOG_INSERT = "INSERT INTO request_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+REQUEST_LOG_DAYS: Final = 8  # the page shows a week; a day more so the week is always whole
+PRUNE_INTERVAL_S: Final = 3600.0
 _UPSERT = """
 INSERT INTO usage (identity, day, model, requests, prompt_tokens, completion_tokens)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -65,6 +86,19 @@ class UsageRow:
         return {**asdict(self), "day": self.day.isoformat(), "total_tokens": self.total_tokens}
 
 
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """How one request ended, for ``request_log``: ``billed`` requests (tokens, or a client
+    that left) are also counted in ``usage``."""
+
+    at: float  # unix time, when the request was settled
+    status: int
+    ttft_s: float | None  # time to the first byte of the upstream's answer
+    total_s: float
+    billed: bool = True
+    stream: bool = False
+
+
 class _KeysDbSettings(Protocol):
     @property
     def keys_db(self) -> Path: ...
@@ -86,7 +120,8 @@ class _Record:
     key: _Key
     prompt_tokens: int
     completion_tokens: int
-    waiter: _Waiter
+    waiter: _Waiter | None
+    outcome: RequestOutcome | None = None
 
 
 class UsageLedger:
@@ -102,6 +137,8 @@ class UsageLedger:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()  # the connection and ``_pending``
         self._pending: dict[_Key, list[int]] = {}  # [requests, prompt, completion]
+        self._pending_log: list[tuple[object, ...]] = []  # request_log rows
+        self._pruned_at = 0.0
         self._queue: queue.SimpleQueue[_Record | object] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._day_cache: tuple[int, str] = (-1, "")
@@ -112,21 +149,33 @@ class UsageLedger:
         return cls(Path(cfg.auth.keys_db))
 
     async def record(
-        self, identity: str, model: str, prompt_tokens: int, completion_tokens: int
+        self,
+        identity: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        outcome: RequestOutcome | None = None,
     ) -> None:
-        """Count one request; returns once it is committed (raises if the commit failed: the
-        totals are then kept and go with the next commit). Cancelling the caller does not
-        take the record back."""
+        """Count one request (and log its ``outcome``); returns once it is committed (raises if
+        the commit failed: the totals are then kept and go with the next commit). Cancelling
+        the caller does not take the record back. An outcome that is not ``billed`` (nothing
+        to count) is only queued: nobody waits for the status page's row."""
+        key = (identity, self._today(), model)
+        if outcome is not None and not outcome.billed:
+            self._put(_Record(key, prompt_tokens, completion_tokens, None, outcome))
+            return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        key = (identity, self._today(), model)
-        self._queue.put(_Record(key, prompt_tokens, completion_tokens, (loop, done)))
+        self._put(_Record(key, prompt_tokens, completion_tokens, (loop, done), outcome))
+        await done  # cancelled: the writer still commits the record, and wakes nobody
+
+    def _put(self, rec: _Record) -> None:
+        self._queue.put(rec)
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._write_loop, name="gateway-ledger", daemon=True
             )
             self._writer.start()
-        await done  # cancelled: the writer still commits the record, and wakes nobody
 
     def _today(self) -> str:
         now = int(time.time()) // 86400
@@ -140,6 +189,19 @@ class UsageLedger:
         """Count one request in memory (written by the next commit or :meth:`flush`)."""
         with self._lock:
             self._add_locked((identity, day, model), 1, prompt_tokens, completion_tokens)
+
+    def _take_locked(self, rec: _Record) -> None:
+        out = rec.outcome
+        if out is None or out.billed:
+            self._add_locked(rec.key, 1, rec.prompt_tokens, rec.completion_tokens)
+        if out is not None:
+            ttft_ms = None if out.ttft_s is None else round(out.ttft_s * 1000)
+            identity, _, model = rec.key
+            prompt, completion = max(rec.prompt_tokens, 0), max(rec.completion_tokens, 0)
+            self._pending_log.append(
+                (out.at, identity, model, out.status, prompt, completion, ttft_ms,
+                 round(out.total_s * 1000), int(out.billed), int(out.stream))
+            )  # fmt: skip
 
     def _add_locked(self, key: _Key, requests: int, prompt: int, completion: int) -> None:
         totals = self._pending.get(key)
@@ -159,13 +221,13 @@ class UsageLedger:
             error: BaseException | None = None
             with self._lock:
                 for rec in batch:
-                    self._add_locked(rec.key, 1, rec.prompt_tokens, rec.completion_tokens)
+                    self._take_locked(rec)
             try:
                 self.flush()
             except Exception as exc:
                 log.warning("usage ledger: commit failed, kept for the next one: %s", exc)
                 error = exc
-            _wake([rec.waiter for rec in batch], error)
+            _wake([rec.waiter for rec in batch if rec.waiter is not None], error)
             if stop:
                 return
 
@@ -173,7 +235,8 @@ class UsageLedger:
         """The records waiting now (at least one, unless totals are due for a retry)."""
         batch: list[_Record] = []
         try:
-            item = self._queue.get(timeout=RETRY_INTERVAL_S if self._pending else None)
+            waiting = self._pending or self._pending_log
+            item = self._queue.get(timeout=RETRY_INTERVAL_S if waiting else None)
         except queue.Empty:
             return batch, False
         while True:
@@ -198,29 +261,41 @@ class UsageLedger:
     def flush(self) -> None:
         """Write the totals held in memory in one transaction; kept for the next try on error."""
         with self._lock:
-            if not self._pending:
+            if not self._pending and not self._pending_log:
                 return
             pending, self._pending = self._pending, {}
+            logged, self._pending_log = self._pending_log, []
             rows = [(i, d, m, *totals) for (i, d, m), totals in pending.items()]
             try:
-                if len(rows) == 1:  # one statement is its own transaction (autocommit)
+                if len(rows) == 1 and not logged:  # one statement is its own transaction
                     self._conn.execute(_UPSERT, rows[0])
                 else:
-                    self._write_many(rows)
+                    self._write_many(rows, logged)
                 self.commits += 1
             except BaseException:
                 for key, totals in pending.items():  # nothing lost: merge back
                     self._add_locked(key, *totals)
+                self._pending_log[:0] = logged
                 raise
 
-    def _write_many(self, rows: list[tuple[object, ...]]) -> None:
+    def _write_many(self, rows: list[tuple[object, ...]], logged: list[tuple[object, ...]]) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             self._conn.executemany(_UPSERT, rows)
+            self._conn.executemany(_LOG_INSERT, logged)
+            self._prune_locked()
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    def _prune_locked(self) -> None:
+        """Drop ``request_log`` rows past the retention, at most once an hour (in a commit)."""
+        now = time.time()
+        if now - self._pruned_at >= PRUNE_INTERVAL_S:
+            self._pruned_at = now
+            cutoff = now - REQUEST_LOG_DAYS * 86400
+            self._conn.execute("DELETE FROM request_log WHERE at < ?", (cutoff,))
 
     def rows(self, since: date | None = None) -> list[UsageRow]:
         self.flush()

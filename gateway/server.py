@@ -29,14 +29,17 @@ from quart import Quart
 from gateway.accesslog import AccessLog
 from gateway.app import create_admin_app, create_app, create_websocket_app
 from gateway.auth.authenticator import Authenticator
+from gateway.certificates import CertificateFact, certificate_facts
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
+from gateway.expiry_warnings import warn_expiring
 from gateway.ledger import UsageLedger
 from gateway.limits.connections import AddressLimit, LimitedConfig
 from gateway.limits.connections import install as install_connection_limit
 from gateway.limits.limiter import RateLimiter
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
+from gateway.status.routes import add_status_routes
 from gateway.websocket import harden_websockets
 from tunnel.heap import freeze_startup_heap, pin_mmap_threshold
 from tunnel.listener import Listener
@@ -190,9 +193,17 @@ async def serve(
     drain_s = float(config.tunnel.drain_timeout_s)
     parts = await build_parts(config)
     listener = Listener(config.tunnel)
+    warner: asyncio.Task[None] | None = None
     try:
         await listener.start()
-        metrics = GatewayMetrics(listener.pool)
+
+        def facts() -> tuple[CertificateFact, ...]:
+            return certificate_facts(config, listener.pool.status())
+
+        upstreams = {route.upstream for route in config.models.values()}
+        metrics = GatewayMetrics(listener.pool, upstreams=upstreams)
+        metrics.watch_certificates(facts)
+        warner = asyncio.create_task(warn_expiring(facts))
         public = create_app(
             config,
             listener.pool,
@@ -204,10 +215,14 @@ async def serve(
             listener=listener,
         )
         ws_app = create_websocket_app(config, listener) if config.websocket_http_listen else None
-        bound = bind_all(config, public, create_admin_app(listener.pool, metrics), ws_app)
+        admin = create_admin_app(listener.pool, metrics, config=config)
+        add_status_routes(admin, config, listener.pool, parts.auth)  # the page at /
+        bound = bind_all(config, public, admin, ws_app)
         bound.ports["tunnel"] = listener.port
         await _serve_until(bound, shutdown_trigger, ready_file, listener, drain_s)
     finally:
+        if warner is not None:
+            warner.cancel()
         await listener.aclose(drain_timeout_s=drain_s)  # idempotent; here for early failures
         await parts.aclose()
 

@@ -11,6 +11,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # deploy units are verified
 command -v node >/dev/null 2>&1 || need+=(nodejs)               # the Node SDK line in docs/clients.md
+[ -x /usr/bin/chromium ] || need+=(chromium)                     # the status page's browser test
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)          # (Selenium drives the system browser)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)       # promtool: deploy/prometheus rules (Debian ships it only in prometheus)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
@@ -23,7 +26,8 @@ echo "bootstrap: installing Debian packages: ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The packages start system-wide services; the tests run private instances instead.
-for svc in squid redis-server nginx; do
+# The packages start system-wide services; the tests run private instances instead (and
+# need no Prometheus server at all: only its promtool).
+for svc in squid redis-server nginx prometheus; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +29,50 @@ class TunnelInfo:
     inbound_held: int = 0  # received from the connector, not given back (lost credit if it stays)
     outbound_window: int = 0  # what the gateway may still send to the connector
     inbound_buffered: int = 0  # answers received and not read yet (at most 4 MiB per stream)
+    connected_at: float = 0.0  # unix time the tunnel came up
+    rtt_s: float | None = None  # round trip of the last answered PING; None before the first
+    #: unix time the connector's client certificate, as presented on this tunnel, expires
+    client_cert_not_after: float | None = None
+
+
+#: Why a tunnel ended, as a short label (bounded: metrics use it); ``Disconnect.detail`` has the
+#: plain words. In the order the listener decides them: the first that applies is the reason.
+DISCONNECT_REASONS: Final = (
+    "shutdown",  # the gateway is stopping (it drained its tunnels)
+    "revoked",  # the connector's certificate was revoked (crl.pem changed)
+    "no_hello",  # the connector never announced its upstreams (or not in time)
+    "stalled",  # the HTTP/2 connection window stalled; the gateway closed the tunnel
+    "ping_timeout",  # no PING answer within ping_timeout_s (a dead or frozen peer, a lost route)
+    "goaway",  # the connector sent GOAWAY: it is stopping or restarting
+    "peer_closed",  # the connection ended without GOAWAY (connector killed, connection reset)
+    "error",  # a TLS, HTTP/2 protocol or network error
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """One tunnel that ended, for the status page, ``/readyz`` and metrics."""
+
+    connector: str  # certificate CN of the connector
+    tunnel_id: str
+    carrier: str  # "tls" | "websocket"
+    remote: str
+    at: float  # unix time it ended
+    reason: str  # one of DISCONNECT_REASONS
+    detail: str  # plain words, e.g. "no PING answer within 10s"
+
+
+RECENT_DISCONNECTS: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
 class PoolStatus:
     tunnels: tuple[TunnelInfo, ...] = field(default_factory=tuple)
     stalls_total: int = 0  # tunnels closed by the stall watchdog since the listener started
+    #: the last tunnels that ended (at most ``RECENT_DISCONNECTS``), most recent first
+    recent_disconnects: tuple[Disconnect, ...] = ()
+    #: tunnels ended since the listener started, per reason: every one of DISCONNECT_REASONS
+    disconnects_total: tuple[tuple[str, int], ...] = ()
 
     @property
     def ready(self) -> bool:

@@ -14,14 +14,22 @@ import logging
 import ssl
 import time
 import weakref
+from collections import Counter, deque
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
+from cryptography import x509
 from h2.errors import ErrorCodes
 
-from tunnel.api import PoolStatus, TunnelInfo
+from tunnel.api import (
+    DISCONNECT_REASONS,
+    RECENT_DISCONNECTS,
+    Disconnect,
+    PoolStatus,
+    TunnelInfo,
+)
 from tunnel.config import ListenerConfig
 from tunnel.crl import CrlWatcher
 from tunnel.errors import (
@@ -93,11 +101,46 @@ class Tunnel:
     upstreams: tuple[str, ...] = ()
     draining: bool = False
     session: Session = field(init=False)
+    connected_at: float = field(default_factory=time.time)  # unix time, for people
+    peer_goaway: bool = False  # the connector sent GOAWAY
+    #: why the listener ended it, when it did (a reason of ``DISCONNECT_REASONS``)
+    ended_by_listener: str | None = None
+    cert_not_after: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cert_not_after = certificate_not_after(self.peer.cert_der)
 
     def peer_draining(self) -> None:
         if not self.draining:
             log.info("tunnel %s is draining (the connector sent GOAWAY)", self.tunnel_id)
         self.draining = True
+        self.peer_goaway = True
+
+    def disconnect(self, detail: str, *, shutdown: bool) -> Disconnect:
+        """The record of this tunnel's end; ``shutdown``: the listener is stopping."""
+        return Disconnect(
+            connector=self.peer.common_name,
+            tunnel_id=self.tunnel_id,
+            carrier=self.carrier,
+            remote=self.remote,
+            at=time.time(),
+            reason="shutdown" if shutdown else self._end_reason(detail),
+            detail=detail,
+        )
+
+    def _end_reason(self, detail: str) -> str:
+        """A label of ``DISCONNECT_REASONS`` from what is known of the end (see tunnel/api.py)."""
+        if self.ended_by_listener is not None:
+            return self.ended_by_listener
+        if self.session.stalled is not None:
+            return "stalled"
+        if self.session.ping_timed_out:
+            return "ping_timeout"
+        if self.peer_goaway:
+            return "goaway"
+        if detail.endswith("closed the connection") or detail == "the connection was reset":
+            return "peer_closed"
+        return "error"
 
     def usable_for(self, upstream: str) -> bool:
         return (
@@ -123,7 +166,18 @@ class Tunnel:
             inbound_held=windows.inbound_held,
             outbound_window=windows.outbound,
             inbound_buffered=windows.inbound_buffered,
+            connected_at=self.connected_at,
+            rtt_s=self.session.rtt_s,
+            client_cert_not_after=self.cert_not_after,
         )
+
+
+def certificate_not_after(cert_der: bytes) -> float | None:
+    """Unix time a DER certificate expires (None if it cannot be read)."""
+    try:
+        return x509.load_der_x509_certificate(cert_der).not_valid_after_utc.timestamp()
+    except ValueError:
+        return None
 
 
 def _dropped(stream: Stream, sender: asyncio.Task[None] | None) -> None:
@@ -192,12 +246,19 @@ class Pool:
         self._tunnels: dict[str, Tunnel] = {}
         self._turn = itertools.count()
         self.stalls_total = 0  # tunnels the stall watchdog closed
+        self._ended: deque[Disconnect] = deque(maxlen=RECENT_DISCONNECTS)
+        self._ended_by_reason: Counter[str] = Counter()
 
     def add(self, tunnel: Tunnel) -> None:
         self._tunnels[tunnel.tunnel_id] = tunnel
 
     def remove(self, tunnel: Tunnel) -> None:
         self._tunnels.pop(tunnel.tunnel_id, None)
+
+    def ended(self, disconnect: Disconnect) -> None:
+        """A tunnel ended (admitted to the pool or not): remembered and counted."""
+        self._ended.append(disconnect)
+        self._ended_by_reason[disconnect.reason] += 1
 
     def stalled(self, tunnel: Tunnel) -> None:
         """The tunnel's connection window stalled: count it; it is closing (and no longer
@@ -217,7 +278,12 @@ class Pool:
     def status(self) -> PoolStatus:
         now = time.monotonic()
         live = (t for t in self._tunnels.values() if t.session.alive)
-        return PoolStatus(tuple(t.info(now) for t in live), self.stalls_total)
+        return PoolStatus(
+            tuple(t.info(now) for t in live),
+            self.stalls_total,
+            recent_disconnects=tuple(reversed(self._ended)),
+            disconnects_total=tuple((r, self._ended_by_reason[r]) for r in DISCONNECT_REASONS),
+        )
 
     async def request(
         self,
@@ -381,6 +447,7 @@ class Listener:
             if not runner.done():
                 session.finish("the listener stopped")
             reason = await runner
+            self._pool.ended(tunnel.disconnect(reason, shutdown=self._closing))
         log.info("tunnel %s from %s closed: %s", tunnel_id, remote, reason)
 
     async def _admit(self, tunnel: Tunnel, stream: SecureStream) -> None:
@@ -389,10 +456,13 @@ class Listener:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 hello = await _hello(session)
         except Exception as exc:  # the tunnel is useless without its announcement
+            if session.alive:
+                tunnel.ended_by_listener = "no_hello"
             session.finish(f"no hello from the connector ({exc})")
             return
         upstreams = hello.get("upstreams")
         if not isinstance(upstreams, list) or not all(isinstance(u, str) for u in upstreams):
+            tunnel.ended_by_listener = "no_hello"
             session.finish("the connector's hello carried no upstream list")
             return
         tunnel.upstreams = tuple(upstreams)
@@ -422,6 +492,7 @@ class Listener:
                     tunnel.remote,
                     tunnel.peer.serial,
                 )
+                tunnel.ended_by_listener = "revoked"
                 tunnel.session.goaway(ErrorCodes.INADEQUATE_SECURITY, "certificate revoked")
                 self._pool.remove(tunnel)
                 task = asyncio.create_task(tunnel.session.close("certificate revoked"))

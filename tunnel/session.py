@@ -284,6 +284,9 @@ class Session:
         self._last_rx = time.monotonic()
         self._ping_ack = asyncio.Event()
         self._ping_count = 0
+        #: the round trip of the last answered PING (None before the first answer)
+        self.rtt_s: float | None = None
+        self.ping_timed_out = False  # the session ended because a PING went unanswered
         self._flushed = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
 
@@ -510,11 +513,13 @@ class Session:
             while not self._ping_ack.is_set():
                 remaining = max(sent, self._last_rx) + timeout - time.monotonic()
                 if remaining <= 0:
+                    self.ping_timed_out = True
                     self.finish(f"no PING answer within {timeout:g}s")
                     return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await self._ping_ack.wait()
+            self.rtt_s = time.monotonic() - sent
 
     async def _window_loop(self) -> None:
         while self.alive:

@@ -30,6 +30,7 @@ from gateway.accesslog import AccessLog
 from gateway.api.answer import ErrorShape, openai_shape
 from gateway.api.sse import Usage
 from gateway.errors import AnswerCutError
+from gateway.ledger import RequestOutcome
 from gateway.limits.estimate import estimate_prompt_tokens
 from gateway.metrics import GatewayMetrics, RequestRecord
 from tunnel.api import TunnelPool, TunnelResponse
@@ -47,7 +48,12 @@ class AdmissionLike(Protocol):
 
 class LedgerLike(Protocol):
     async def record(
-        self, identity: str, model: str, prompt_tokens: int, completion_tokens: int
+        self,
+        identity: str,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        outcome: RequestOutcome | None = None,
     ) -> None: ...
 
 
@@ -126,17 +132,26 @@ class Services:
     async def settle(self, ex: Exchange) -> None:
         """Charge the tokens and commit the ledger row, once. An answer that completes calls
         this before its last bytes go out, so a row the client has seen survives a crash of the
-        gateway; :meth:`close_exchange` calls it for every other ending. A 499 is in the ledger even
-        when nothing could be charged."""
+        gateway; :meth:`close_exchange` calls it for every other ending. A 499 is in the ledger's
+        totals even when nothing could be charged; an answer that cost nothing (a 502 before
+        any token) is only in its request log (the status page's errors)."""
         if ex._settled:
             return
         ex._settled = True
         prompt, completion = charged_tokens(ex)
+        billed = bool(prompt or completion or ex.status == 499)
+        outcome = RequestOutcome(
+            at=time.time(),
+            status=ex.status,
+            ttft_s=ex.ttfb_s,
+            total_s=time.perf_counter() - ex.started,
+            billed=billed,
+            stream=ex.stream,
+        )
         try:
             if prompt or completion:
                 await ex.admission.charge(prompt, completion)
-            if prompt or completion or ex.status == 499:
-                await self.ledger.record(ex.identity, ex.model, prompt, completion)
+            await self.ledger.record(ex.identity, ex.model, prompt, completion, outcome)
         except Exception:
             log.exception("accounting for request %s failed", ex.request_id)
 

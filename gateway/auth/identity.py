@@ -20,6 +20,7 @@ class Identity:
     rpm: int
     tpm: int
     concurrency: int
+    admin: bool = False  # a JWT whose issuer's ``admin_claim`` is true (the status page)
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

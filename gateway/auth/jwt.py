@@ -59,6 +59,8 @@ class JwtIssuerSettings(Protocol):
     def models_claim(self) -> str | None: ...
     @property
     def leeway_s(self) -> float: ...
+    @property
+    def admin_claim(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,7 @@ def identity_from_claims(
         rpm=_limit_claim(claims, LIMIT_CLAIMS["rpm"], defaults.rpm),
         tpm=_limit_claim(claims, LIMIT_CLAIMS["tpm"], defaults.tpm),
         concurrency=_limit_claim(claims, LIMIT_CLAIMS["concurrency"], defaults.concurrency),
+        admin=settings.admin_claim is not None and claims.get(settings.admin_claim) is True,
     )
 
 

@@ -34,7 +34,12 @@ def toml_value(value: Any) -> str:
 
 
 def gateway_toml(
-    tmp: Path, pki: PkiPaths, tunnel_extra: dict[str, Any] | None = None, **server: Any
+    tmp: Path,
+    pki: PkiPaths,
+    tunnel_extra: dict[str, Any] | None = None,
+    *,
+    admin_extra: dict[str, Any] | None = None,
+    **server: Any,
 ) -> Path:
     srv = {
         "listen": "127.0.0.1:0",
@@ -56,7 +61,9 @@ def gateway_toml(
         **(tunnel_extra or {}),
     }
     lines = ["[server]", *(f"{k} = {toml_value(v)}" for k, v in srv.items())]
-    lines += ["[admin]", 'listen = "127.0.0.1:0"', "[tunnel]"]
+    lines += ["[admin]", 'listen = "127.0.0.1:0"']
+    lines += [f"{k} = {toml_value(v)}" for k, v in (admin_extra or {}).items()]
+    lines += ["[tunnel]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in tunnel.items()]
     lines += ["[auth]", 'keys_db = "gateway.db"', "[limits]", "rpm = 0", "tpm = 0"]
     lines += ["concurrency = 0", '[models."qwen3-coder"]', 'upstream = "office-llm"']
@@ -164,12 +171,13 @@ async def gateway_rig(
     server: dict[str, Any] | None = None,
     key_args: tuple[str, ...] = (),
     upstream_url: str | None = None,
+    admin_extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[GatewayRig]:
-    """A gateway (``server`` keys added to ``[server]``), a key ``alice`` created with
-    ``key_args``, and unless ``connector`` is False a connector to the stand-in (or to
-    ``upstream_url``), the tunnel up."""
+    """A gateway (``server`` keys added to ``[server]``, ``admin_extra`` to ``[admin]``), a key
+    ``alice`` created with ``key_args``, and unless ``connector`` is False a connector to the
+    stand-in (or to ``upstream_url``), the tunnel up."""
     pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki, tunnel_extra, **(server or {}))
+    toml = gateway_toml(tmp, pki, tunnel_extra, admin_extra=admin_extra, **(server or {}))
     key = create_key(toml, "alice", *key_args)
     ready = tmp / "ready.json"
     standin = StandinLLM()

@@ -18,6 +18,7 @@ from gateway.auth.identity import Identity
 from gateway.client_address import client_address
 from gateway.config import config_from_table
 from gateway.errors import AuthError
+from gateway.ledger import RequestOutcome
 from gateway.metrics import GatewayMetrics
 from tunnel.api import PoolStatus
 from tunnel.errors import NoTunnelError, StreamResetError
@@ -119,8 +120,16 @@ class FakeLedger:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, int, int]] = []
 
-    async def record(self, identity: str, model: str, prompt: int, completion: int) -> None:
-        self.rows.append((identity, model, prompt, completion))
+    async def record(
+        self,
+        identity: str,
+        model: str,
+        prompt: int,
+        completion: int,
+        outcome: RequestOutcome | None = None,
+    ) -> None:
+        if outcome is None or outcome.billed:  # what UsageLedger counts in ``usage``
+            self.rows.append((identity, model, prompt, completion))
 
 
 class Rig:
