@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.api.messages_translate import error_body, message_id, stop_of
-from gateway.api.sse import _last_boundary, event_data
+from gateway.api.sse import Usage, _last_boundary, event_data
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -44,6 +44,7 @@ class MessageStream:
     input_tokens: int = 0
     output_tokens: int = 0
     deltas: int = 0
+    usage_seen: bool = False  # the upstream's usage chunk came
     _id: str | None = None
     _started: bool = False
     _block: _Block | None = None
@@ -62,6 +63,7 @@ class MessageStream:
             return events + self.fail(chunk.get("error"))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
+            self.usage_seen = True
             self.input_tokens = int(usage.get("prompt_tokens") or 0)
             self.output_tokens = int(usage.get("completion_tokens") or 0)
         for choice in chunk.get("choices") or []:
@@ -84,12 +86,17 @@ class MessageStream:
         events.append(("message_stop", {"type": "message_stop"}))
         return events
 
-    def fail(self, error: object, status: int = 500) -> list[Event]:
-        """The stream broke: Anthropic's ``error`` event, and nothing after it."""
+    def fail(self, error: object) -> list[Event]:
+        """The upstream sent an error in the stream (vLLM's ``{"error": {...}}`` chunk, its
+        ``code`` the HTTP status): Anthropic's ``error`` event, and nothing after it."""
         self._ended = True
-        message = "The upstream failed."
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = error["message"]
+        message, status = "The upstream failed.", 500
+        if isinstance(error, dict):
+            if isinstance(error.get("message"), str):
+                message = error["message"]
+            code = error.get("code")
+            if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+                status = code
         return [("error", error_body(status, message))]
 
     def _start(self, chat_id: object) -> list[Event]:
@@ -181,11 +188,22 @@ def encode_events(events: Iterable[Event]) -> bytes:
 
 
 class MessageSseTranslator:
-    """A chat completions SSE byte stream in, a Messages SSE byte stream out."""
+    """A chat completions SSE byte stream in, a Messages SSE byte stream out.
+
+    It reads like :class:`gateway.api.sse.SseRewriter` to the forwarder (``feed``, ``flush``,
+    ``usage``), which relays it the same way: each upstream chunk's events go out as it comes.
+    """
 
     def __init__(self, alias: str, stops: Iterable[str] = ()) -> None:
         self.stream = MessageStream(alias, tuple(stops))
         self._pending = b""
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's token counts once its usage chunk came (``include_usage``)."""
+        if not self.stream.usage_seen:
+            return None
+        return Usage(self.stream.input_tokens, self.stream.output_tokens)
 
     def feed(self, data: bytes) -> bytes:
         data = self._pending + data
@@ -199,8 +217,7 @@ class MessageSseTranslator:
         events = self._events(tail) if tail.strip() else []
         return encode_events([*events, *self.stream.closing_events()])
 
-    def fail(self, message: str, status: int = 502) -> bytes:
-        return encode_events(self.stream.fail({"message": message}, status))
+    flush = close  # the forwarder's name for the end of the upstream's stream
 
     def _events(self, data: bytes) -> list[Event]:
         events: list[Event] = []

@@ -7,9 +7,11 @@ stream direction is :mod:`gateway.api.messages_stream`.
 
 What has no counterpart is dropped, never invented: ``cache_control``, ``thinking`` and
 ``redacted_thinking`` blocks of earlier turns, server tools (they have no ``input_schema``),
-``metadata`` other than ``user_id``, and the upstream's ``reasoning_content``. What cannot be
-carried faithfully (documents, image sources other than base64 and URLs) is refused with a 400
-that names the field.
+``metadata`` other than ``user_id``, the request fields only Anthropic's API knows
+(:data:`ANTHROPIC_ONLY`), and the upstream's ``reasoning_content``. Any other top-level field
+passes through as it is, as in native mode (a client's ``extra_body`` reaches the upstream:
+vLLM's ``chat_template_kwargs``, ``repetition_penalty``...). What cannot be carried faithfully
+(documents, image sources other than base64 and URLs) is refused with a 400 that names the field.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ ERROR_TYPES: Final = {
     529: "overloaded_error",
 }
 _SAMPLING: Final = ("temperature", "top_p", "top_k")
+#: the Messages fields :func:`messages_to_chat` translates
+TRANSLATED: Final = frozenset(
+    {"model", "messages", "system", "max_tokens", "stop_sequences", "stream", "tools"}
+    | {"tool_choice", "metadata", *_SAMPLING}
+)
+#: Messages fields with no chat completions counterpart: dropped
+ANTHROPIC_ONLY: Final = frozenset(
+    {"thinking", "service_tier", "container", "mcp_servers", "context_management"}
+    | {"anthropic_version", "anthropic_beta", "output_format", "output_config"}
+)
 
 
 def error_type(status: int) -> str:
@@ -78,6 +90,10 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
         if body.get(name) is not None:
             out[name] = body[name]
     stops = body.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(s, str) for s in stops)
+    ):
+        raise TranslationError("stop_sequences: expected an array of strings.", "stop_sequences")
     if stops:
         out["stop"] = list(stops)
     tools = [_tool(t, f"tools.{i}") for i, t in enumerate(body.get("tools") or [])]
@@ -91,7 +107,9 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
         out["user"] = metadata["user_id"]
     if body.get("stream") is True:
         out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
+        out["stream_options"] = {"include_usage": True}  # usage is known at the end
+    skipped = TRANSLATED | ANTHROPIC_ONLY
+    out.update((k, v) for k, v in body.items() if k not in skipped and k not in out)
     return out
 
 
