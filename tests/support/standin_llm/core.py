@@ -19,6 +19,7 @@ from tests.support.standin_llm.wire import (
     Controls,
     Json,
     RecordedRequest,
+    anthropic_error_body,
     error_body,
 )
 
@@ -31,16 +32,21 @@ class ClientGoneError(Exception):
 
 
 class ErrorAnswerError(Exception):
-    """Raised inside a handler to answer an OpenAI-shaped error."""
+    """Raised inside a handler to answer an error: in OpenAI's shape, or in Anthropic's on the
+    Messages routes (as vLLM's /v1/messages answers)."""
 
     def __init__(
         self, status: int, message: str, param: str | None = None, code: str | None = None
     ):
         super().__init__(message)
-        headers = {"retry-after": "1"} if status == 429 else {}
-        self.response = web.json_response(
-            error_body(status, message, param, code), status=status, headers=headers
-        )
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def response_for(self, path: str) -> web.Response:
+        headers = {"retry-after": "1"} if self.status == 429 else {}
+        body = error_body(self.status, self.message, self.param, self.code)
+        if path.startswith("/v1/messages"):
+            body = anthropic_error_body(self.status, self.message)
+        return web.json_response(body, status=self.status, headers=headers)
 
 
 class StandinCore:
@@ -158,7 +164,7 @@ class StandinCore:
             try:
                 response = await handler(request, record)
             except ErrorAnswerError as answer:
-                response = answer.response
+                response = answer.response_for(request.path)
             except (asyncio.CancelledError, ConnectionResetError, ClientGoneError):
                 self._finish(record, completed=False, disconnected=True)
                 raise
