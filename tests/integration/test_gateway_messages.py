@@ -115,6 +115,22 @@ async def test_messages_whole_and_streamed_with_usage(rig: GatewayRig, mode: str
     assert f"gateway_requests_total{{{labels}}} 2.0" in await metrics_text(rig)
 
 
+async def test_messages_stream_is_relayed_as_it_comes(rig: GatewayRig) -> None:
+    """Each upstream chunk goes out when it comes (translated or not), not at the end."""
+    client = sdk(rig, api_key=rig.key)
+    arrivals: list[float] = []
+    async with client.messages.stream(
+        model=MODEL,
+        max_tokens=64,
+        messages=TURNS,
+        extra_body={"standin": {"chunks": 5, "pace_ms": 150}},
+    ) as stream:
+        async for _text in stream.text_stream:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] >= 0.45
+
+
 async def test_messages_tool_use_round_trip_whole_and_streamed(rig: GatewayRig, mode: str) -> None:
     client = sdk(rig, api_key=rig.key)
     whole = await client.messages.create(
