@@ -113,12 +113,12 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
     return out
 
 
-def _system_text(system: object) -> str:
+def _system_text(system: object, where: str = "system") -> str:
     if isinstance(system, str):
         return system
     if isinstance(system, list):
-        return "\n\n".join(_text_of(block, f"system.{i}") for i, block in enumerate(system))
-    raise TranslationError("system: expected a string or an array of text blocks.", "system")
+        return "\n\n".join(_text_of(block, f"{where}.{i}") for i, block in enumerate(system))
+    raise TranslationError(f"{where}: expected a string or an array of text blocks.", where)
 
 
 def _text_of(block: object, where: str) -> str:
@@ -140,9 +140,15 @@ def _blocks(content: object, where: str) -> list[Json]:
 
 
 def _turn(turn: object, where: str) -> list[Json]:
-    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
-        raise TranslationError(f"{where}.role: expected 'user' or 'assistant'.", f"{where}.role")
+    """One turn; a ``system`` turn inside ``messages`` (Claude Code 2.1 sends one after the
+    first user turn) stays a system message where it stands."""
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system"):
+        raise TranslationError(
+            f"{where}.role: expected 'user', 'assistant' or 'system'.", f"{where}.role"
+        )
     blocks = _blocks(turn.get("content"), where)
+    if turn["role"] == "system":
+        return [{"role": "system", "content": _system_text(blocks, f"{where}.content")}]
     if turn["role"] == "assistant":
         return [_assistant(blocks, where)]
     return _user(blocks, where)
