@@ -131,6 +131,31 @@ async def test_messages_stream_is_relayed_as_it_comes(rig: GatewayRig) -> None:
     assert arrivals[-1] - arrivals[0] >= 0.45
 
 
+async def test_a_slow_upstream_head_gets_keepalives_then_the_stream(rig: GatewayRig) -> None:
+    """The upstream takes longer than ``sse_keepalive_s`` (0.3 s) to answer: the client has its
+    200 and SSE comments meanwhile, then the whole Messages stream."""
+    body = {
+        "model": MODEL, "max_tokens": 64, "messages": TURNS, "stream": True,
+        "standin": {"head_delay_ms": 1000},
+    }  # fmt: skip
+    async with (
+        rig.http() as http,
+        http.stream(
+            "POST",
+            f"https://localhost:{rig.ports['public']}/v1/messages",
+            json=body,
+            headers={"x-api-key": rig.key},
+        ) as resp,
+    ):
+        lines = [line async for line in resp.aiter_lines() if line]
+    assert resp.status_code == 200
+    assert lines[0] == ": keep-alive"
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events[0] == "message_start"
+    assert events[-2:] == ["message_delta", "message_stop"]
+    assert events.count("content_block_delta") == 5
+
+
 async def test_messages_tool_use_round_trip_whole_and_streamed(rig: GatewayRig, mode: str) -> None:
     client = sdk(rig, api_key=rig.key)
     whole = await client.messages.create(
