@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.api.messages_translate import error_body, message_id, stop_of
-from gateway.api.sse import Usage, _last_boundary, event_data
+from gateway.api.messages_translate import error_body, items, message_id, obj, stop_of
+from gateway.api.sse import Usage, _last_boundary, event_data, usage_from
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -61,13 +61,12 @@ class MessageStream:
             events.extend(self._start(chunk.get("id")))
         if "error" in chunk and not chunk.get("choices"):
             return events + self.fail(chunk.get("error"))
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
+        usage = usage_from({"usage": chunk.get("usage")})  # counts read leniently
+        if usage is not None:
             self.usage_seen = True
-            self.input_tokens = int(usage.get("prompt_tokens") or 0)
-            self.output_tokens = int(usage.get("completion_tokens") or 0)
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        for choice in items(chunk.get("choices")):
+            if choice.get("index", 0) == 0:
                 events.extend(self._choice(choice))
         return events
 
@@ -119,23 +118,23 @@ class MessageStream:
 
     def _choice(self, choice: Json) -> list[Event]:
         events: list[Event] = []
-        delta = choice.get("delta") or {}
+        delta = obj(choice.get("delta"))
         text = delta.get("content")
         if isinstance(text, str) and text:
             if self._block is None or self._block.kind != "text":
                 events.extend(self._open("text", {"type": "text", "text": ""}))
             events.append(self._delta({"type": "text_delta", "text": text}))
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict):
-                events.extend(self._tool_fragment(call))
+        for call in items(delta.get("tool_calls")):
+            events.extend(self._tool_fragment(call))
         if choice.get("finish_reason"):
             self._stop = stop_of(choice, self.stops)
         return events
 
     def _tool_fragment(self, call: Json) -> list[Event]:
         events: list[Event] = []
-        position = int(call.get("index") or 0)
-        function = call.get("function") or {}
+        position = call.get("index")
+        position = position if isinstance(position, int) and not isinstance(position, bool) else 0
+        function = obj(call.get("function"))
         if position not in self._tools:
             block = {
                 "type": "tool_use",

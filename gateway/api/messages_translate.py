@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from gateway.api.sse import Usage, usage_from
 from gateway.errors import TranslationError
 
 Json = dict[str, Any]
@@ -305,17 +306,27 @@ def tool_input(arguments: object) -> Json:
     return value if isinstance(value, dict) else {"_arguments": value}
 
 
+def obj(value: object) -> Json:
+    """``value`` if it is a JSON object, else an empty one (an upstream's answer is read
+    leniently: what is not where it should be is absent)."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: object) -> list[Json]:
+    """The objects in ``value`` if it is an array, else none."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json:
     """A whole chat completion as a Message."""
-    choices = answer.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    choice = next(iter(items(answer.get("choices"))), {})
+    message = obj(choice.get("message"))
     content: list[Json] = []
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    for call in items(message.get("tool_calls")):
+        function = obj(call.get("function"))
         content.append(
             {
                 "type": "tool_use",
@@ -325,7 +336,7 @@ def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json
             }
         )
     reason, sequence = stop_of(choice, stops)
-    usage = answer.get("usage") or {}
+    usage = usage_from({"usage": answer.get("usage")}) or Usage()
     return {
         "id": message_id(answer.get("id")),
         "type": "message",
@@ -334,10 +345,7 @@ def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": {
-            "input_tokens": int(usage.get("prompt_tokens") or 0),
-            "output_tokens": int(usage.get("completion_tokens") or 0),
-        },
+        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
     }
 
 

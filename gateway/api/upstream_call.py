@@ -31,6 +31,7 @@ from gateway.api.messages_translate import (
     chat_error_to_message_error,
     chat_to_message,
     count_from_tokenize,
+    items,
     messages_to_chat,
     tokenize_request,
 )
@@ -135,10 +136,9 @@ class TranslatedMessages:
 
     def whole(self, data: bytes) -> tuple[bytes, Usage | None]:
         answer = _json_object(data)
-        try:
-            message = chat_to_message(answer, self.alias, self.stops)
-        except (AttributeError, TypeError, ValueError):
-            raise _unreadable("a chat completion") from None
+        if not items(answer.get("choices")):
+            raise _unreadable("a chat completion")
+        message = chat_to_message(answer, self.alias, self.stops)
         return _dumps(message), _usage_from(answer)
 
     def error(self, status: int, data: bytes) -> bytes:
