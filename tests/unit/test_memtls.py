@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from tunnel.errors import HandshakeError
-from tunnel.memtls import MemoryTLSStream
+from tunnel.security.memory_tls import MemoryTLSStream
 
 
 class _Pipe:
