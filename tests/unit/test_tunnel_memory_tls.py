@@ -1,4 +1,4 @@
-"""memtls: mutual TLS over an in-memory byte stream (no sockets)."""
+"""tunnel.security.memory_tls: mutual TLS over an in-memory byte stream (no sockets)."""
 
 from __future__ import annotations
 
