@@ -1,14 +1,10 @@
-"""The HTTP/2 layer both roles share, over a :class:`tunnel.security.secure_stream.SecureStream`.
+"""The HTTP/2 session both roles share, over a :class:`tunnel.security.secure_stream.SecureStream`.
 
-One reader task feeds bytes to the sans-IO connection (:mod:`tunnel.h2.connection`) and acts on
-its events; the writer (:mod:`tunnel.h2.writer`) sends whatever ``h2`` has queued (so many events
-or sends coalesce into one write, and the reader never blocks on a full socket); one pinger task
-sends PINGs and declares the peer dead when no answer comes; one watchdog looks at the connection
-windows (:mod:`tunnel.h2.stall`). The first failure is sticky: every stream on the session fails
-with :class:`StreamResetError` at once. Per-stream bodies are bounded by flow control: received
-DATA is given back to the connection window as soon as it lands in a live stream's buffer, and to
-the stream's window only when the consumer takes it: a slow reader stops its own sender and no
-other.
+One reader task feeds the sans-IO connection (:mod:`tunnel.h2.connection`) and acts on its
+events; the writer (:mod:`tunnel.h2.writer`) sends what ``h2`` queued; one pinger task declares
+the peer dead when a PING goes unanswered; one watchdog looks at the connection windows
+(:mod:`tunnel.h2.stall`). The first failure is sticky: every stream fails at once with
+:class:`StreamResetError`. Flow control: docs/tunnel.md, *Flow control end to end, per stream*.
 """
 
 from __future__ import annotations
@@ -314,12 +310,10 @@ class Session:
         elif isinstance(event, h2.events.RequestReceived):
             self._on_request_received(event)
         elif isinstance(event, h2.events.ResponseReceived):
-            stream = self._streams.get(event.stream_id or 0)
-            if stream is not None:
+            if stream := self._streams.get(event.stream_id or 0):
                 stream.on_headers(list(event.headers or []))  # type: ignore[arg-type]
         elif isinstance(event, h2.events.StreamEnded):
-            stream = self._streams.get(event.stream_id or 0)
-            if stream is not None:
+            if stream := self._streams.get(event.stream_id or 0):
                 stream.on_end()
         elif isinstance(event, h2.events.StreamReset):
             self._on_reset(event)
