@@ -34,7 +34,7 @@ from bench import client
 from bench.client import Endpoint
 from bench.sampler import rss_mb
 from bench.stack import GATEWAY, GATEWAY_ROUTES, Stack
-from tunnel.session import SessionSettings
+from tunnel.h2.session import SessionSettings
 
 Metrics = dict[str, float | None]
 FULL_WINDOW = SessionSettings().connection_window

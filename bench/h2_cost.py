@@ -1,12 +1,13 @@
 """What the ``h2`` library alone costs per request-response exchange, with the tunnel's settings.
 
 In-process and socket-free: two h2 connections built as the tunnel builds them
-(:func:`tunnel.session._new_connection`, :class:`tunnel.session.SessionSettings`), the client
+(:func:`tunnel.h2.connection.new_connection`, :class:`tunnel.h2.connection.SessionSettings`), the
+client
 role as in the gateway, the server role as in the connector, the bytes handed from one to the
 other. Each exchange is one small chat completion as the tunnel carries it in the benchmark: the
 request head the gateway builds from the load client's headers and a ~200 B body (END_STREAM),
 the bench upstream's answer head and a ~300 B body (END_STREAM), each side
-acknowledging the DATA it received (flow control, as ``tunnel.h2stream.Stream.read`` does).
+acknowledging the DATA it received (flow control, as ``tunnel.h2.stream.Stream.read`` does).
 No event loop, no TLS, no copies into or out of sockets: the figure is h2 + hpack + hyperframe,
 a lower bound of what the tunnel's HTTP/2 layer costs per request.
 
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 import h2.events
 
 from gateway.api.upstream_call import forward_headers
+from tunnel.h2.connection import Connection, SessionSettings, new_connection
 from tunnel.headers import filter_headers, response_headers
-from tunnel.session import SessionSettings, _Connection, _new_connection
 
 REQUEST_BODY = (
     b'{"model":"bench-model","messages":[{"role":"user","content":"Say hello in five words."}],'
@@ -81,11 +82,11 @@ class Outcome:
     completed: int = 0  # exchanges whose request and response both ended (END_STREAM seen)
 
 
-def connected_pair(settings: SessionSettings | None = None) -> tuple[_Connection, _Connection]:
+def connected_pair(settings: SessionSettings | None = None) -> tuple[Connection, Connection]:
     """A client and a server connection past the preface and the SETTINGS exchange."""
     settings = settings or SessionSettings()
-    client = _new_connection(True, settings)
-    server = _new_connection(False, settings)
+    client = new_connection(True, settings)
+    server = new_connection(False, settings)
     for _ in range(PREFACE_ROUNDS):
         to_server, to_client = client.data_to_send(), server.data_to_send()
         if not to_server and not to_client:
@@ -98,7 +99,7 @@ def connected_pair(settings: SessionSettings | None = None) -> tuple[_Connection
 
 
 def _take(
-    conn: _Connection, events: list[h2.events.Event]
+    conn: Connection, events: list[h2.events.Event]
 ) -> tuple[list[tuple[str, str]], bytes, bool]:
     """Act on received events as the tunnel does (acknowledge DATA); return head, body, ended."""
     head: list[tuple[str, str]] = []

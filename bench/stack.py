@@ -229,8 +229,6 @@ class Stack:
             await self.squid.astart()
             carrier = f"squid:{self.squid.port}"
         elif path == WEBSOCKET:
-            if not _websocket_carrier_present():
-                raise RuntimeError("the websocket carrier is not in tunnel/ yet")
             carrier = f"websocket:https://127.0.0.1:{self.api_port}/.well-known/llm-tunnel"
         role = f"connector-{path}"
         config = self.work / f"{role}.toml"
@@ -268,11 +266,6 @@ class Stack:
         if self.squid is not None and self.squid.process is not None:
             with contextlib.suppress(Exception):
                 self.squid.process.kill()
-
-
-def _websocket_carrier_present() -> bool:
-    tunnel_dir = Path(__file__).resolve().parents[1] / "tunnel"
-    return any("websocket" in p.stem or "ws" in p.stem for p in tunnel_dir.glob("*.py"))
 
 
 def _one_line(exc: BaseException) -> str:

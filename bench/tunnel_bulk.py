@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,8 @@ from bench import stats
 from bench.stack import GATEWAY_ROUTES, SQUID, Stack, connector_toml
 from tests.support.procs import our_command
 from tests.support.squid import Squid, SquidOptions
+from tunnel.config import ListenerConfig
+from tunnel.listener import Listener
 
 BLOCK = bytes(1 << 20)
 Metrics = dict[str, float | None]
@@ -68,8 +69,6 @@ async def _transfer(pool: Any, upstream: str, size: int) -> Metrics:
 
 async def tunnel_bulk(stack: Stack, path: str, size: int) -> Metrics:
     """Run (f) for ``path`` ("gateway" or "gateway+squid") over a fresh in-process listener."""
-    config_mod = importlib.import_module("tunnel.config")
-    listener_mod = importlib.import_module("tunnel.listener")
     _, upstream, cert = GATEWAY_ROUTES[path]
     table = {
         "listen": "127.0.0.1:0",
@@ -79,7 +78,7 @@ async def tunnel_bulk(stack: Stack, path: str, size: int) -> Metrics:
         "crl": "crl.pem",
         "allowed_connectors": [cert],
     }
-    listener = listener_mod.Listener(config_mod.ListenerConfig.from_table(table, stack.pki))
+    listener = Listener(ListenerConfig.from_table(table, stack.pki))
     await listener.start()
     squid: Squid | None = None
     proc = None

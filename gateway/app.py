@@ -114,8 +114,9 @@ def _trust_forwarded_for(app: Quart, trusted: Sequence[Network]) -> None:
 
 
 def register_tunnel_websocket(app: Quart, path: str, listener: Listener) -> None:
-    """The WebSocket carrier's endpoint (``tunnel.ws_endpoint``) at ``path``. The peer address
-    it logs has been through :class:`ForwardedFor`, so a trusted front's client shows."""
+    """The WebSocket carrier's endpoint (``tunnel.listener.serve_websocket``) at ``path``. The
+    peer address it logs has been through :class:`ForwardedFor`, so a trusted front's client
+    shows."""
     view = serve_quart_websocket(listener, remote_of=websocket_remote)
     app.add_websocket(path, "tunnel_websocket", view)
 

@@ -2,11 +2,13 @@
 
 A mistake raises :class:`gateway.errors.ConfigError` whose message starts with the key
 (``server.listen: expected "host:port", got 'x'``). Relative paths are relative to the file.
-The ``[tunnel]`` table is validated by :class:`tunnel.config.ListenerConfig`.
+The ``[tunnel]`` table is validated by :class:`tunnel.config.ListenerConfig`; every table is read
+by the project's one reader, :class:`tunnel.config_table.TableReader`, in the gateway's words.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,9 +16,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from gateway.client_address import Network
-from gateway.config_table import REQUIRED, TableReader, parse_listen
 from gateway.errors import ConfigError
 from tunnel.config import ListenerConfig
+from tunnel.config_table import GATEWAY_WORDS, REQUIRED, TableReader
 from tunnel.errors import ConfigError as TunnelConfigError
 
 DEFAULT_WEBSOCKET_PATH: Final = "/.well-known/llm-tunnel"
@@ -126,7 +128,6 @@ class GatewayConfig:
     log: LogConfig
     tunnel: ListenerConfig  # ``[tunnel]``, read by the tunnel listener's own config
     models: Mapping[str, ModelRoute] = field(default_factory=dict)
-    websocket_http_listen: tuple[str, int] | None = None  # ``tunnel.websocket_http_listen``
 
     @property
     def base_dir(self) -> Path:
@@ -135,6 +136,10 @@ class GatewayConfig:
     @property
     def websocket_path(self) -> str:
         return self.tunnel.websocket_path
+
+    @property
+    def websocket_http_listen(self) -> tuple[str, int] | None:
+        return self.tunnel.websocket_http_listen
 
 
 def load_config(path: Path) -> GatewayConfig:
@@ -153,22 +158,23 @@ def load_config(path: Path) -> GatewayConfig:
 
 
 def config_from_table(data: Mapping[str, Any], path: Path) -> GatewayConfig:
-    top = TableReader(data, "", path.parent)
-    for section in SECTIONS:
-        top.raw(section, {})
+    top = TableReader(data, "", path.parent, words=GATEWAY_WORDS, error=ConfigError)
+    for name in SECTIONS:
+        top.raw(name, {})
     top.reject_unknown_keys()
-    base = path.parent
-    tunnel_table = TableReader(data.get("tunnel", {}), "tunnel", base).table
+
+    def section(name: str) -> TableReader:
+        return top.sub_reader(name, data.get(name, {}))
+
     return GatewayConfig(
         path=path,
-        server=_server(TableReader(data.get("server", {}), "server", base)),
-        admin=_admin(TableReader(data.get("admin", {}), "admin", base)),
-        auth=_auth(TableReader(data.get("auth", {}), "auth", base)),
-        limits=_limits(TableReader(data.get("limits", {}), "limits", base)),
-        log=_log(TableReader(data.get("log", {}), "log", base)),
-        models=_models(TableReader(data.get("models", {}), "models", base)),
-        tunnel=(tunnel := _listener_config(tunnel_table, base)),
-        websocket_http_listen=_websocket_http_listen(tunnel.websocket_http_listen),
+        server=_server(section("server")),
+        admin=_admin(section("admin")),
+        auth=_auth(section("auth")),
+        limits=_limits(section("limits")),
+        log=_log(section("log")),
+        models=_models(section("models")),
+        tunnel=_listener_config(section("tunnel").table, path.parent),
     )
 
 
@@ -178,7 +184,7 @@ def _server(r: TableReader) -> ServerConfig:
         cert=r.path("cert"),
         key=r.path("key"),
         max_body_bytes=r.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1024),
-        trusted_proxies=r.networks("trusted_proxies"),
+        trusted_proxies=_networks(r, "trusted_proxies"),
         sse_keepalive_s=r.number("sse_keepalive_s", 5.0, minimum=0.05),
         upstream_timeout_s=r.number("upstream_timeout_s", 600.0, minimum=0.1),
         header_timeout_s=r.number("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=0.5),
@@ -208,9 +214,7 @@ def _auth(r: TableReader) -> AuthConfig:
     issuers = r.raw("jwt", [])
     if not isinstance(issuers, list):
         raise r.fail("jwt", "expected [[auth.jwt]] tables")
-    jwt = tuple(
-        _jwt_issuer(TableReader(t, f"auth.jwt[{i}]", r.base_dir)) for i, t in enumerate(issuers)
-    )
+    jwt = tuple(_jwt_issuer(r.sub_reader(f"jwt[{i}]", t)) for i, t in enumerate(issuers))
     r.reject_unknown_keys()
     return AuthConfig(keys_db=keys_db, jwt=jwt)
 
@@ -257,7 +261,7 @@ def _limits(r: TableReader) -> LimitsConfig:
 def _models(r: TableReader) -> dict[str, ModelRoute]:
     routes: dict[str, ModelRoute] = {}
     for alias in r.table:
-        t = TableReader(r.sub_table(alias), r.name(alias), r.base_dir)
+        t = r.sub_reader(alias, r.sub_table(alias))
         routes[alias] = ModelRoute(
             upstream=_non_empty(t, "upstream"),
             model=_non_empty(t, "model", alias),
@@ -303,14 +307,15 @@ def _listener_config(table: Mapping[str, Any], base_dir: Path) -> ListenerConfig
         raise ConfigError(str(exc)) from None
 
 
-def _websocket_http_listen(value: str) -> tuple[str, int] | None:
-    """The plain-HTTP WebSocket listener's address (checked by the listener's config)."""
-    if not value:
-        return None
-    try:
-        return parse_listen(value)
-    except ValueError as exc:
-        raise ConfigError(f"tunnel.websocket_http_listen: {exc}") from None
+def _networks(r: TableReader, key: str) -> tuple[Network, ...]:
+    """A list of IP addresses or CIDR blocks."""
+    out: list[Network] = []
+    for item in r.string_list(key, []):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise r.fail(key, f"{item!r} is not an IP address or CIDR block") from None
+    return tuple(out)
 
 
 def check_files(cfg: GatewayConfig) -> None:

@@ -1,7 +1,7 @@
 """The Quart view of the tunnel's ``websocket`` carrier, and Hypercorn's WebSocket limits.
 
 The view accepts the upgrade and hands the binary messages, as a byte stream, to the tunnel
-(:func:`tunnel.ws_endpoint.serve_websocket`), which runs the inner mutual TLS and admits the
+(:func:`tunnel.listener.serve_websocket`), which runs the inner mutual TLS and admits the
 connector. Mount it with ``app.add_websocket(path, name, serve_quart_websocket(listener))``.
 """
 
@@ -18,15 +18,13 @@ from quart import websocket
 from wsproto.events import Message
 from wsproto.extensions import PerMessageDeflate
 
-from tunnel.listener import Listener
-from tunnel.ws_endpoint import (
+from tunnel.carrier.websocket_limits import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_UNSUPPORTED_DATA,
     MAX_MESSAGE_BYTES,
     MAX_RECEIVE_MESSAGE_BYTES,
-    serve_websocket,
-    server_context,
 )
+from tunnel.listener import Listener, serve_websocket, server_context
 
 __all__ = [
     "MAX_RECEIVE_MESSAGE_BYTES",
@@ -41,7 +39,8 @@ RemoteOf = Callable[[Any], str]
 
 
 class QuartWebSocketStream:
-    """A :class:`tunnel.stream.ByteStream` over Quart's ``websocket`` (binary messages only).
+    """A :class:`tunnel.carrier.byte_stream.ByteStream` over Quart's ``websocket`` (binary
+    messages only).
 
     ``send`` waits for Hypercorn to write (its transport drains). Incoming messages are bounded
     by the server (``MAX_RECEIVE_MESSAGE_BYTES``) and checked again here, so at most one message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
@@ -13,8 +12,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from tunnel.config import ConnectorConfig
+from tunnel.connector import Connector
+from tunnel.dialers.table import dialer_for
+from tunnel.doctor import main_doctor
 from tunnel.errors import TunnelError
 from tunnel.heap import freeze_startup_heap
+from tunnel.security.contexts import connector_context
 
 PROG = "connector"
 
@@ -54,8 +57,6 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
 
 async def _run(cfg: ConnectorConfig) -> None:
-    from tunnel.connector import Connector  # noqa: PLC0415 - keeps `doctor` light
-
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
     connector = Connector(cfg)
@@ -64,38 +65,24 @@ async def _run(cfg: ConnectorConfig) -> None:
 
 
 def _event_loop_runner() -> Callable[..., object]:
-    if sys.platform != "win32":
-        try:
-            uvloop = importlib.import_module("uvloop")
-        except ImportError:
-            pass
-        else:
-            runner: Callable[..., object] = uvloop.run
-            return runner
-    return asyncio.run
+    """uvloop's runner where uvloop exists (it is not installed on Windows), else asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415 (optional: not on Windows)
+    except ImportError:
+        return asyncio.run
+    runner: Callable[..., object] = uvloop.run
+    return runner
 
 
 def _run_command(path: Path) -> int:
     try:
         cfg = ConnectorConfig.load(path)
-        from tunnel.connector import dialer_for  # noqa: PLC0415
-        from tunnel.tlsconfig import connector_context  # noqa: PLC0415
-
         connector_context(cfg.ca, cfg.cert, cfg.key)
         dialer_for(cfg.transport)
     except TunnelError as exc:
         return _fail(str(exc))
     _event_loop_runner()(_run(cfg))
     return 0
-
-
-def _doctor_command(path: Path) -> int:
-    try:
-        doctor = importlib.import_module("tunnel.doctor")
-    except ImportError:
-        return _fail("`doctor` is not available in this build (tunnel/doctor.py is missing)")
-    result: int = doctor.main_doctor(path)
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("h2").setLevel(logging.WARNING)
     if args.command == "doctor":
-        return _doctor_command(args.config)
+        return main_doctor(args.config)
     try:
         return _run_command(args.config)
     except KeyboardInterrupt:

@@ -1,160 +1,32 @@
 """The office side: dial out, hold ``connections`` tunnels, serve each stream to an upstream.
 
-The connector is the HTTP/2 *server*. Carriers plug in through :data:`DIALERS`
-(``transport`` -> dialer); ``tls`` is built in, other modules may register more.
+The connector is the HTTP/2 *server*. The dialer for ``transport`` comes from one plain table
+(:mod:`tunnel.dialers.table`); each admitted stream goes, if the allow-list lets it, to
+:class:`tunnel.upstream_relay.UpstreamRelay`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import json
 import logging
 import os
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-
-import aiohttp
-from h2.errors import ErrorCodes
-from yarl import URL
+from collections.abc import Mapping
 
 from tunnel.allowlist import refusal
 from tunnel.backoff import Backoff
-from tunnel.config import ConnectorConfig, UpstreamConfig
-from tunnel.errors import StreamResetError, TunnelError
-from tunnel.headers import response_headers, upstream_request_headers
-from tunnel.session import Session, SessionSettings, Stream
-from tunnel.stream import SecureStream
-from tunnel.tcpstream import dial_tls
+from tunnel.config import ConnectorConfig
+from tunnel.dialers.table import BetterWatch, dialer_for
+from tunnel.errors import TunnelError
+from tunnel.h2.hello import HELLO_PATH, hello_body, respond
+from tunnel.h2.session import Session, SessionSettings
+from tunnel.h2.stream import Stream
+from tunnel.security.secure_stream import SecureStream
+from tunnel.upstream_relay import UpstreamRelay, openai_error
 
 log = logging.getLogger("tunnel.connector")
-
-VERSION = "0.1.0"
-HELLO_PATH = "/_tunnel/v1/hello"
-#: aiohttp's buffer per upstream response (it pauses reading at twice this): bigger pieces mean
-#: fewer DATA frames for bulk answers; SSE chunks still go one by one as they arrive.
-READ_BUFSIZE = 256 * 1024
-
-Dialer = Callable[[ConnectorConfig], Awaitable[SecureStream]]
-#: ``dialer.better_available(cfg)`` when a dialer has it (``auto``): returns the name of a better
-#: carrier once one answers; the connector then moves its tunnel there.
-BetterWatch = Callable[[ConnectorConfig], Awaitable[str]]
-DIALERS: dict[str, Dialer] = {"tls": dial_tls}
-
-
-def register_dialer(transport: str, dialer: Dialer) -> None:
-    """Let a carrier module offer ``transport`` (e.g. "websocket", "auto")."""
-    DIALERS[transport] = dialer
-
-
-def dialer_for(transport: str) -> Dialer:
-    """The dialer for ``transport``; "auto" falls back to "tls" while no carrier offers it."""
-    with contextlib.suppress(ImportError):
-        importlib.import_module("tunnel.carriers")  # registers more dialers when present
-    if transport in DIALERS:
-        return DIALERS[transport]
-    if transport == "auto":
-        return DIALERS["tls"]
-    raise TunnelError(f"transport {transport!r} is not available in this build")
-
-
-def openai_error(message: str, error_type: str, code: str) -> bytes:
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return json.dumps(body).encode()
-
-
-async def respond(stream: Stream, status: int, body: bytes) -> None:
-    """An answer of the connector's own (the gateway logs, and does not relay, its errors)."""
-    head = [
-        (":status", str(status)),
-        ("content-type", "application/json"),
-        ("content-length", str(len(body))),
-        ("x-tunnel-answer", "connector"),
-    ]
-    await stream.send_headers(head)
-    await stream.send_data(body, end_stream=True)
-
-
-async def _request_body(stream: Stream) -> AsyncIterator[bytes]:
-    while chunk := await stream.read():
-        yield chunk
-
-
-class Forwarder:
-    """Sends one stream's request to its upstream over a shared aiohttp session."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        self._http: aiohttp.ClientSession | None = None
-        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}
-
-    async def __aenter__(self) -> Forwarder:
-        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
-        self._http = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
-            read_bufsize=READ_BUFSIZE,
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._http is not None:
-            await self._http.close()
-
-    async def forward(self, stream: Stream, up: UpstreamConfig, method: str, path: str) -> None:
-        assert self._http is not None
-        headers = [(n, v) for n, v in stream.headers or [] if not n.startswith(":")]
-        timeout = self._timeouts.get(up.name)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=up.connect_timeout_s, sock_read=up.timeout_s
-            )
-            self._timeouts[up.name] = timeout
-        complete = stream.take_complete_body()  # small bodies: sent with a Content-Length
-        body = _request_body(stream) if complete is None else complete or None
-        try:
-            resp = await self._http.request(
-                method,
-                URL(up.url + path, encoded=True),
-                headers=upstream_request_headers(headers, up.credential(self._environ)),
-                data=body,
-                timeout=timeout,
-                allow_redirects=False,
-            )
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            message = f"upstream {up.name} unreachable: {exc or type(exc).__name__}"
-            log.warning("%s %s: %s", method, path, message)
-            await respond(stream, 502, openai_error(message, "server_error", "upstream_error"))
-            return
-        await self._relay(stream, resp, up.name)
-
-    async def _relay(self, stream: Stream, resp: aiohttp.ClientResponse, name: str) -> None:
-        try:
-            head = [(":status", str(resp.status)), *response_headers(resp.headers.items())]
-            await stream.send_headers(head)
-            content = resp.content
-            async for chunk in content.iter_any():
-                last = content.at_eof()  # a Content-Length body: END_STREAM on its last DATA
-                if not stream.send_now(chunk, end_stream=last):
-                    await stream.send_data(chunk, end_stream=last)
-                if last:
-                    return
-            await stream.end()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("upstream %s broke off its answer: %s", name, exc or type(exc).__name__)
-            stream.reset(ErrorCodes.INTERNAL_ERROR)
-        except StreamResetError:
-            pass  # the gateway went away; close the upstream request below
-        finally:
-            if resp.content.at_eof():
-                resp.release()
-            else:
-                resp.close()  # the upstream sees its request closed: generation stops
 
 
 class Connector:
@@ -170,7 +42,7 @@ class Connector:
         """``settings`` replaces the HTTP/2 settings made from ``cfg`` (tests, benchmarks)."""
         self.cfg = cfg
         self._dial = dialer_for(cfg.transport)
-        self._forwarder = Forwarder(os.environ if environ is None else environ)
+        self._relay = UpstreamRelay(os.environ if environ is None else environ)
         self._sessions: set[Session] = set()
         self._retiring: set[asyncio.Task[None]] = set()  # tunnels left behind by a move
         self._better: BetterWatch | None = getattr(self._dial, "better_available", None)
@@ -183,7 +55,7 @@ class Connector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain every tunnel (GOAWAY) and return."""
-        async with self._forwarder:
+        async with self._relay:
             loops = [asyncio.create_task(self._loop(i)) for i in range(self.cfg.connections)]
             await stop.wait()
             self._stopping.set()
@@ -314,7 +186,7 @@ class Connector:
         upstream = head.get(":authority", "")
         if path == HELLO_PATH:
             log.info("%s up to %s", label, secure.description)
-            await respond(stream, 200, self._hello())
+            await respond(stream, 200, hello_body(self.cfg.upstreams))
             return
         refused = refusal(self.cfg.upstreams, upstream, method, path)
         if refused is not None:
@@ -324,10 +196,7 @@ class Connector:
             )
             await respond(stream, refused.status, body)
             return
-        await self._forwarder.forward(stream, self.cfg.upstreams[upstream], method, path)
-
-    def _hello(self) -> bytes:
-        return json.dumps({"version": VERSION, "upstreams": sorted(self.cfg.upstreams)}).encode()
+        await self._relay.forward(stream, self.cfg.upstreams[upstream], method, path)
 
 
 def _why_it_ended(session: Session, run: asyncio.Task[str]) -> str:

@@ -21,14 +21,15 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, Rung, dial_rung, ladder
+from tunnel.carrier.proxy import open_tcp, select_proxy
 from tunnel.config import ConnectorConfig, UpstreamConfig
-from tunnel.connector import HELLO_PATH, VERSION, respond
+from tunnel.dialers.auto import TLS, WS_HTTP, WS_HTTPS, Rung, dial_rung, ladder
 from tunnel.errors import InterceptedError, ProxyRefusedError, TunnelError
-from tunnel.proxy import open_tcp, select_proxy
-from tunnel.session import Session, SessionSettings, Stream
-from tunnel.stream import SecureStream
-from tunnel.tlsconfig import issued_by
+from tunnel.h2.hello import HELLO_PATH, hello_body, respond
+from tunnel.h2.session import Session, SessionSettings
+from tunnel.h2.stream import Stream
+from tunnel.security.certificates import issued_by
+from tunnel.security.secure_stream import SecureStream
 
 OK, FAIL, SOFT = "ok", "FAIL", "no"  # SOFT: did not work, but another way does
 EXPIRY_WARNING_DAYS = 30
@@ -218,8 +219,7 @@ async def check_admitted(cfg: ConnectorConfig, secure: SecureStream, carrier: st
 
     async def handle(stream: Stream) -> None:
         if dict(stream.headers or []).get(":path") == HELLO_PATH:
-            hello = {"version": VERSION, "upstreams": sorted(cfg.upstreams)}
-            await respond(stream, 200, json.dumps(hello).encode())
+            await respond(stream, 200, hello_body(cfg.upstreams))
             admitted.set()
 
     settings = SessionSettings(
@@ -237,7 +237,7 @@ async def check_admitted(cfg: ConnectorConfig, secure: SecureStream, carrier: st
         await runner
         return Step("tunnel", OK, f"the gateway admitted this connector over {carrier}")
     if not runner.done():
-        session.finish("no hello from the gateway")
+        session.abort("no hello from the gateway")
     reason = await runner
     return Step("tunnel", FAIL, f"not admitted: {reason}", admission_hint(reason))
 

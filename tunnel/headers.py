@@ -59,3 +59,9 @@ def upstream_request_headers(headers: Iterable[tuple[str, str]], credential: str
 def response_headers(headers: Iterable[tuple[str, str]]) -> Headers:
     """Headers of an upstream response as they go back through the tunnel."""
     return filter_headers(headers)
+
+
+def request_head(method: str, authority: str, path: str) -> Headers:
+    """The pseudo-headers of a request the gateway sends through a tunnel (RFC 9113 8.3.1);
+    ``:authority`` names the upstream, never a host."""
+    return [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]

@@ -1,56 +1,43 @@
-"""The gateway side: accepts connectors' tunnels and hands out streams (``TunnelPool``).
+"""The gateway side: accepts connectors' tunnels and puts them in the pool (:mod:`tunnel.pool`).
 
 The listener is the HTTP/2 *client*. Every carrier ends in :meth:`Listener.serve_secure_stream`:
-the TLS port calls it after its own handshake, the WebSocket carrier after the inner one.
+the TLS port calls it after its own handshake, the WebSocket carrier (whatever serves the
+WebSocket: :mod:`gateway.websocket`) through :func:`serve_websocket` after the inner one. The
+WebSocket proves nothing: a connector is admitted only by the mutual TLS, then by the same
+identity, CRL and allow-list checks whatever its carrier.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
-import json
 import logging
 import ssl
 import time
-import weakref
-from collections import Counter, deque
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
-from cryptography import x509
 from h2.errors import ErrorCodes
 
-from tunnel.api import (
-    DISCONNECT_REASONS,
-    RECENT_DISCONNECTS,
-    Disconnect,
-    PoolStatus,
-    TunnelInfo,
-)
+from tunnel.api import PoolStatus
+from tunnel.carrier.byte_stream import ByteStream
+from tunnel.carrier.proxy import set_nodelay
+from tunnel.carrier.tcp import TcpByteStream
 from tunnel.config import ListenerConfig
-from tunnel.crl import CrlWatcher
-from tunnel.errors import (
-    BadAnswerError,
-    HandshakeError,
-    NoTunnelError,
-    StreamResetError,
-    TunnelError,
-)
-from tunnel.headers import filter_headers
-from tunnel.memtls import MemoryTLSStream
-from tunnel.plainstream import TcpByteStream
-from tunnel.proxy import set_nodelay
-from tunnel.session import Session, SessionSettings, Stream
-from tunnel.stream import PeerIdentity, SecureStream
-from tunnel.tlsconfig import listener_context
+from tunnel.errors import HandshakeError
+from tunnel.h2.hello import ask_hello
+from tunnel.h2.session import Session, SessionSettings
+from tunnel.pool import Pool, Tunnel
+from tunnel.security.contexts import listener_context
+from tunnel.security.crl import CrlWatcher
+from tunnel.security.memory_tls import MemoryTLSStream
+from tunnel.security.secure_stream import PeerIdentity, SecureStream
 
 log = logging.getLogger("tunnel.listener")
 
 HELLO_TIMEOUT_S = 10.0
-MAX_HELLO_BYTES = 64 * 1024
 
 
 def refusal_reason(peer: PeerIdentity, allowed: tuple[str, ...], crl: CrlWatcher) -> str | None:
@@ -72,265 +59,6 @@ async def _refuse(stream: SecureStream, reason: str) -> None:
         async with asyncio.timeout(2.0):
             await stream.write(conn.data_to_send())
     await stream.aclose()
-
-
-HELLO_PATH = "/_tunnel/v1/hello"
-
-
-def response_status(head: list[tuple[str, str]], stream_id: int) -> int:
-    """The answer's ``:status``: three digits, 100-599 (RFC 9110 15), else BadAnswerError."""
-    text = dict(head).get(":status", "")
-    if len(text) != 3 or not text.isascii() or not text.isdigit() or not 100 <= int(text) <= 599:
-        raise BadAnswerError(f"the connector answered with a bad :status {text!r}", stream_id)
-    return int(text)
-
-
-def request_head(method: str, authority: str, path: str) -> list[tuple[str, str]]:
-    return [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]
-
-
-@dataclass(eq=False)
-class Tunnel:
-    """One live tunnel as the pool sees it."""
-
-    tunnel_id: str
-    peer: PeerIdentity
-    carrier: str
-    remote: str
-    started: float
-    upstreams: tuple[str, ...] = ()
-    draining: bool = False
-    session: Session = field(init=False)
-    connected_at: float = field(default_factory=time.time)  # unix time, for people
-    peer_goaway: bool = False  # the connector sent GOAWAY
-    #: why the listener ended it, when it did (a reason of ``DISCONNECT_REASONS``)
-    ended_by_listener: str | None = None
-    cert_not_after: float | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.cert_not_after = certificate_not_after(self.peer.cert_der)
-
-    def peer_draining(self) -> None:
-        if not self.draining:
-            log.info("tunnel %s is draining (the connector sent GOAWAY)", self.tunnel_id)
-        self.draining = True
-        self.peer_goaway = True
-
-    def disconnect(self, detail: str, *, shutdown: bool) -> Disconnect:
-        """The record of this tunnel's end; ``shutdown``: the listener is stopping."""
-        return Disconnect(
-            connector=self.peer.common_name,
-            tunnel_id=self.tunnel_id,
-            carrier=self.carrier,
-            remote=self.remote,
-            at=time.time(),
-            reason="shutdown" if shutdown else self._end_reason(detail),
-            detail=detail,
-        )
-
-    def _end_reason(self, detail: str) -> str:
-        """A label of ``DISCONNECT_REASONS`` from what is known of the end (see tunnel/api.py)."""
-        if self.ended_by_listener is not None:
-            return self.ended_by_listener
-        if self.session.stalled is not None:
-            return "stalled"
-        if self.session.ping_timed_out:
-            return "ping_timeout"
-        if self.peer_goaway:
-            return "goaway"
-        if detail.endswith("closed the connection") or detail == "the connection was reset":
-            return "peer_closed"
-        return "error"
-
-    def usable_for(self, upstream: str) -> bool:
-        return (
-            not self.draining
-            and self.session.stalled is None
-            and upstream in self.upstreams
-            and self.session.can_open()
-        )
-
-    def info(self, now: float) -> TunnelInfo:
-        windows = self.session.window_state()
-        return TunnelInfo(
-            connector=self.peer.common_name,
-            tunnel_id=self.tunnel_id,
-            carrier=self.carrier,
-            remote=self.remote,
-            upstreams=self.upstreams,
-            active_streams=self.session.active_streams,
-            draining=self.draining or self.session.draining,
-            connected_s=now - self.started,
-            stalled=self.session.stalled,
-            inbound_window=windows.inbound,
-            inbound_held=windows.inbound_held,
-            outbound_window=windows.outbound,
-            inbound_buffered=windows.inbound_buffered,
-            connected_at=self.connected_at,
-            rtt_s=self.session.rtt_s,
-            client_cert_not_after=self.cert_not_after,
-        )
-
-
-def certificate_not_after(cert_der: bytes) -> float | None:
-    """Unix time a DER certificate expires (None if it cannot be read)."""
-    try:
-        return x509.load_der_x509_certificate(cert_der).not_valid_after_utc.timestamp()
-    except ValueError:
-        return None
-
-
-def _dropped(stream: Stream, sender: asyncio.Task[None] | None) -> None:
-    """A response was dropped without ``aclose`` (a consumer's bug, e.g. an answer generator
-    that never started because its client had gone): its stream still gives back what it
-    holds, or the connection window would shrink for good."""
-    log.debug("stream %d: the response was dropped unclosed; resetting it", stream.stream_id)
-    stream.reset(ErrorCodes.CANCEL)
-    if sender is not None and not sender.done():
-        sender.cancel()
-
-
-class _Response:
-    """``TunnelResponse``: the head, then the body as DATA frames arrive."""
-
-    def __init__(
-        self,
-        status: int,
-        headers: list[tuple[str, str]],
-        stream: Stream,
-        sender: asyncio.Task[None] | None,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self._stream = stream
-        self._sender = sender
-        self._finalizer = weakref.finalize(self, _dropped, stream, sender)
-        self._finalizer.atexit = False  # at exit the loop (and the tunnel) are gone
-
-    async def read(self) -> bytes:
-        return await self._stream.read()
-
-    async def body(self) -> AsyncIterator[bytes]:
-        while chunk := await self._stream.read():
-            yield chunk
-
-    async def aclose(self) -> None:
-        self._finalizer.detach()
-        self._stream.reset(ErrorCodes.CANCEL)
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-
-
-async def _pump(stream: Stream, body: AsyncIterable[bytes] | bytes) -> None:
-    """Send a request body; the stream's own error (reset, tunnel gone) ends it quietly."""
-    with contextlib.suppress(StreamResetError):
-        if isinstance(body, bytes | bytearray | memoryview):
-            await stream.send_data(bytes(body), end_stream=True)
-            return
-        async for chunk in body:
-            if chunk:
-                await stream.send_data(bytes(chunk))
-        await stream.end()
-
-
-def _abandon(stream: Stream, sender: asyncio.Task[None] | None, code: int) -> None:
-    stream.reset(code)
-    if sender is not None:
-        sender.cancel()
-
-
-class Pool:
-    """``TunnelPool``: each new stream goes to the usable tunnel with the fewest active streams."""
-
-    def __init__(self) -> None:
-        self._tunnels: dict[str, Tunnel] = {}
-        self._turn = itertools.count()
-        self.stalls_total = 0  # tunnels the stall watchdog closed
-        self._ended: deque[Disconnect] = deque(maxlen=RECENT_DISCONNECTS)
-        self._ended_by_reason: Counter[str] = Counter()
-
-    def add(self, tunnel: Tunnel) -> None:
-        self._tunnels[tunnel.tunnel_id] = tunnel
-
-    def remove(self, tunnel: Tunnel) -> None:
-        self._tunnels.pop(tunnel.tunnel_id, None)
-
-    def ended(self, disconnect: Disconnect) -> None:
-        """A tunnel ended (admitted to the pool or not): remembered and counted."""
-        self._ended.append(disconnect)
-        self._ended_by_reason[disconnect.reason] += 1
-
-    def stalled(self, tunnel: Tunnel) -> None:
-        """The tunnel's connection window stalled: count it; it is closing (and no longer
-        picked, see ``Tunnel.usable_for``)."""
-        self.stalls_total += 1
-
-    def pick(self, upstream: str) -> Tunnel:
-        """The usable tunnel with the fewest active streams; ties taken in turn, so that idle
-        tunnels share short requests instead of the first one getting them all."""
-        usable = [t for t in self._tunnels.values() if t.usable_for(upstream)]
-        if not usable:
-            raise NoTunnelError(upstream)
-        fewest = min(t.session.active_streams for t in usable)
-        tied = [t for t in usable if t.session.active_streams == fewest]
-        return tied[next(self._turn) % len(tied)]
-
-    def status(self) -> PoolStatus:
-        now = time.monotonic()
-        live = (t for t in self._tunnels.values() if t.session.alive)
-        return PoolStatus(
-            tuple(t.info(now) for t in live),
-            self.stalls_total,
-            recent_disconnects=tuple(reversed(self._ended)),
-            disconnects_total=tuple((r, self._ended_by_reason[r]) for r in DISCONNECT_REASONS),
-        )
-
-    async def request(
-        self,
-        upstream: str,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]],
-        body: bytes | AsyncIterable[bytes],
-    ) -> _Response:
-        head = [
-            (":method", method),
-            (":scheme", "https"),
-            (":authority", upstream),
-            (":path", path),
-        ]
-        head += filter_headers(headers)
-        retry = isinstance(body, bytes | bytearray)
-        for attempt in (1, 2):
-            try:
-                return await self._request_once(upstream, head, body)
-            except StreamResetError as exc:
-                if not (retry and exc.refused and attempt == 1):
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _request_once(
-        self, upstream: str, head: list[tuple[str, str]], body: bytes | AsyncIterable[bytes]
-    ) -> _Response:
-        tunnel = self.pick(upstream)
-        empty = isinstance(body, bytes | bytearray) and not body
-        try:
-            stream = tunnel.session.open_stream(head, end_stream=empty)
-        except Exception as exc:  # h2 refused to open it: the tunnel is not usable
-            raise TunnelError(f"cannot open a stream on tunnel {tunnel.tunnel_id}: {exc}") from None
-        sender = None
-        if not empty and not (isinstance(body, bytes) and stream.send_now(body, end_stream=True)):
-            sender = asyncio.create_task(_pump(stream, body))
-        try:
-            response_head = await stream.response_head()
-            status = response_status(response_head, stream.stream_id)
-        except BadAnswerError:
-            _abandon(stream, sender, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1: malformed
-            raise
-        except BaseException:
-            _abandon(stream, sender, ErrorCodes.CANCEL)
-            raise
-        return _Response(status, filter_headers(response_head), stream, sender)
 
 
 class Listener:
@@ -399,7 +127,7 @@ class Listener:
             self._tasks.discard(task)
 
     async def _handshake(self, lower: TcpByteStream) -> MemoryTLSStream:
-        """Server side of the mutual-TLS handshake (see tunnel/plainstream.py for why BIO)."""
+        """Server side of the mutual-TLS handshake (see tunnel/carrier/tcp.py for why BIO)."""
         try:
             async with asyncio.timeout(self.cfg.handshake_timeout_s):
                 stream = await MemoryTLSStream.server(lower, self._ctx, "tls")
@@ -445,7 +173,7 @@ class Listener:
             self._live.pop(tunnel_id, None)
             self._pool.remove(tunnel)
             if not runner.done():
-                session.finish("the listener stopped")
+                session.abort("the listener stopped")
             reason = await runner
             self._pool.ended(tunnel.disconnect(reason, shutdown=self._closing))
         log.info("tunnel %s from %s closed: %s", tunnel_id, remote, reason)
@@ -454,16 +182,16 @@ class Listener:
         session = tunnel.session
         try:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
-                hello = await _hello(session)
+                hello = await ask_hello(session)
         except Exception as exc:  # the tunnel is useless without its announcement
             if session.alive:
                 tunnel.ended_by_listener = "no_hello"
-            session.finish(f"no hello from the connector ({exc})")
+            session.abort(f"no hello from the connector ({exc})")
             return
         upstreams = hello.get("upstreams")
         if not isinstance(upstreams, list) or not all(isinstance(u, str) for u in upstreams):
             tunnel.ended_by_listener = "no_hello"
-            session.finish("the connector's hello carried no upstream list")
+            session.abort("the connector's hello carried no upstream list")
             return
         tunnel.upstreams = tuple(upstreams)
         if session.alive:
@@ -521,26 +249,25 @@ class Listener:
         log.info("tunnel listener stopped")
 
 
-async def _hello(session: Session) -> dict[str, object]:
-    stream = session.open_stream(
-        [
-            (":method", "GET"),
-            (":scheme", "https"),
-            (":authority", "_tunnel"),
-            (":path", HELLO_PATH),
-        ],
-        end_stream=True,
-    )
-    head = dict(await stream.response_head())
-    if head.get(":status") != "200":
-        raise HandshakeError(f"hello answered {head.get(':status')}")
-    body = b""
-    while chunk := await stream.read():
-        body += chunk
-        if len(body) > MAX_HELLO_BYTES:
-            stream.reset()
-            raise HandshakeError("hello too large")
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise HandshakeError("hello is not an object")
-    return data
+async def serve_websocket(
+    listener: Listener, carrier: ByteStream, context: ssl.SSLContext, remote: str
+) -> None:
+    """Run the inner TLS server side (``context``: :func:`server_context`) over an accepted
+    WebSocket's ``carrier``, then hand the result to the listener."""
+    try:
+        async with asyncio.timeout(listener.cfg.handshake_timeout_s):
+            secure = await MemoryTLSStream.server(carrier, context, f"websocket from {remote}")
+    except (HandshakeError, TimeoutError, OSError) as exc:
+        reason = str(exc) or "handshake timed out"
+        log.warning(
+            "refused a tunnel from %s (websocket): TLS handshake failed: %s", remote, reason
+        )
+        await carrier.aclose()
+        return
+    await listener.serve_secure_stream(secure, remote, "websocket")
+
+
+@functools.lru_cache(maxsize=8)
+def server_context(cfg: ListenerConfig) -> ssl.SSLContext:
+    """The tunnel port's own context (same certificate, CA, ALPN), built once per config."""
+    return listener_context(cfg.cert, cfg.key, cfg.ca)

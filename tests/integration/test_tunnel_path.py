@@ -15,7 +15,7 @@ import pytest
 from tests.integration.test_tunnel_support import Rig, make_rig, read_body, wait_until
 from tests.support.squid import Squid, SquidOptions
 from tests.support.standin_llm import bulk_sha256
-from tunnel.listener import request_head
+from tunnel.headers import request_head
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -14,8 +14,8 @@ from tests.integration.test_tunnel_support import make_rig, wait_until, write_co
 from tests.support.pki_fixtures import make_pki
 from tests.support.squid import Squid, SquidOptions
 from tunnel.config import ConnectorConfig
+from tunnel.dialers.tls import dial_tls
 from tunnel.errors import HandshakeError, InterceptedError
-from tunnel.tcpstream import dial_tls
 
 LISTENER_LOG = "tunnel.listener"
 

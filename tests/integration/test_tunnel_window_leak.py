@@ -24,8 +24,8 @@ from tunnel.api import TunnelResponse
 from tunnel.config import ConnectorConfig
 from tunnel.connector import Connector
 from tunnel.errors import StreamResetError
+from tunnel.h2.session import Session, SessionSettings
 from tunnel.listener import Listener
-from tunnel.session import Session, SessionSettings
 
 UP = "office-llm"
 MIB = 1024 * 1024

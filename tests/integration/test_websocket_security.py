@@ -12,8 +12,8 @@ from pki import CA
 from tests.integration.test_tunnel_support import Rig, listener_config, make_rig, wait_until
 from tests.integration.test_websocket_support import Front, ws_front
 from tests.support.pki_fixtures import make_pki
-from tunnel.carriers import dial_websocket
 from tunnel.config import ConnectorConfig
+from tunnel.dialers.auto import dial_websocket
 from tunnel.errors import InterceptedError
 from tunnel.listener import Listener
 

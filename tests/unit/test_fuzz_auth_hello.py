@@ -27,8 +27,8 @@ from gateway.auth.jwt import (
 from gateway.config import JwtIssuerConfig
 from gateway.errors import AuthError, TokenError
 from tests.support.fuzz import fuzz_settings
-from tunnel import listener
 from tunnel.errors import HandshakeError
+from tunnel.h2 import hello
 
 FUZZ = fuzz_settings(150)
 
@@ -198,7 +198,7 @@ HELLO_BODIES = st.one_of(
         {"version": JSON, "upstreams": st.lists(st.text(max_size=6), max_size=3) | JSON}
     ).map(lambda v: json.dumps(v).encode()),
     st.just(b"[" * 5000),
-    st.just(b'{"upstreams": []}' + b" " * listener.MAX_HELLO_BYTES),
+    st.just(b'{"upstreams": []}' + b" " * hello.MAX_HELLO_BYTES),
 )
 
 
@@ -207,8 +207,8 @@ def hello_of(status: str, body: bytes, pieces: int) -> tuple[dict[str, object], 
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
     stream = FakeHelloStream(status, chunks)
     session = FakeSession(stream)
-    got = asyncio.run(listener._hello(cast(Any, session)))
-    assert dict(session.opened)[":path"] == listener.HELLO_PATH
+    got = asyncio.run(hello.ask_hello(cast(Any, session)))
+    assert dict(session.opened)[":path"] == hello.HELLO_PATH
     return got, stream
 
 
@@ -226,7 +226,7 @@ def test_the_hello_is_an_object_or_an_exception_admit_catches(
     try:
         got, stream = hello_of(status, body, pieces)
     except HandshakeError:
-        too_large = len(body) > listener.MAX_HELLO_BYTES
+        too_large = len(body) > hello.MAX_HELLO_BYTES
         assert status != "200" or too_large or not isinstance(_json_or_none(body), dict)
         return
     except Exception:

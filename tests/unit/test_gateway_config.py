@@ -15,8 +15,8 @@ from gateway.config import (
     config_from_table,
     load_config,
 )
-from gateway.config_table import parse_listen
 from gateway.errors import ConfigError
+from tunnel.config_table import parse_listen
 
 BASE = Path("/etc/gw")
 

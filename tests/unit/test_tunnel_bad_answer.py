@@ -9,9 +9,9 @@ import pytest
 
 from tests.unit.test_tunnel_session import pair
 from tunnel.errors import BadAnswerError, TunnelError
-from tunnel.listener import Pool, Tunnel
-from tunnel.session import Session, Stream
-from tunnel.stream import PeerIdentity
+from tunnel.h2.session import Session, Stream
+from tunnel.pool import Pool, Tunnel
+from tunnel.security.secure_stream import PeerIdentity
 
 
 def pool_over(session: Session) -> Pool:

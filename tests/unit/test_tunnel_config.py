@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, ladder
 from tunnel.config import ConnectorConfig, ListenerConfig
+from tunnel.dialers.auto import TLS, WS_HTTP, WS_HTTPS, ladder
 from tunnel.errors import ConfigError
 
 CONNECTOR_TOML = """

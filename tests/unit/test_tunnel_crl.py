@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki import CA
-from tunnel.crl import CrlError, CrlWatcher, load_revoked
 from tunnel.doctor import admission_hint
 from tunnel.listener import refusal_reason
-from tunnel.tlsconfig import issued_by, peer_identity, subject_and_issuer
+from tunnel.security.certificates import issued_by, peer_identity, subject_and_issuer
+from tunnel.security.crl import CrlError, CrlWatcher, load_revoked
 
 
 def der_of(path: Path) -> bytes:

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki import CA
 from tunnel.api import DISCONNECT_REASONS, RECENT_DISCONNECTS
-from tunnel.listener import Pool, Tunnel
-from tunnel.stream import PeerIdentity
+from tunnel.pool import Pool, Tunnel
+from tunnel.security.secure_stream import PeerIdentity
 
 
 def make_tunnel(

@@ -11,9 +11,9 @@ from typing import cast
 import pytest
 
 from tunnel.errors import NoTunnelError
-from tunnel.listener import Pool, Tunnel
-from tunnel.session import Session
-from tunnel.stream import PeerIdentity
+from tunnel.h2.session import Session
+from tunnel.pool import Pool, Tunnel
+from tunnel.security.secure_stream import PeerIdentity
 
 UPSTREAM = "office-llm"
 

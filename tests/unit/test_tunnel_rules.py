@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tunnel import carriers
 from tunnel.backoff import Backoff
-from tunnel.carriers import TLS, WS_HTTP, AutoDialer, Rung
-from tunnel.config import ConnectorConfig
-from tunnel.errors import ProxyRefusedError
-from tunnel.headers import filter_headers, response_headers, upstream_request_headers
-from tunnel.proxy import (
+from tunnel.carrier.proxy import (
     ProxySpec,
     bypasses_proxy,
     connect_request,
@@ -24,6 +19,11 @@ from tunnel.proxy import (
     parse_proxy_url,
     select_proxy,
 )
+from tunnel.config import ConnectorConfig
+from tunnel.dialers import auto as auto_ladder
+from tunnel.dialers.auto import TLS, WS_HTTP, AutoDialer, Rung
+from tunnel.errors import ProxyRefusedError
+from tunnel.headers import filter_headers, response_headers, upstream_request_headers
 
 CLIENT_HEADERS = [
     ("Content-Type", "application/json"),
@@ -172,7 +172,7 @@ async def test_a_better_carrier_is_probed_every_auto_retry_s_and_found_once_for_
             raise ProxyRefusedError("HTTP/1.1 403 Forbidden")
         return _Probe()
 
-    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    monkeypatch.setattr(auto_ladder, "dial_rung", fake_dial)
     auto = AutoDialer()  # the interval comes from the config's auto_retry_s
     assert await auto(cfg) is not None  # tls refused, websocket via plain HTTP works
     assert auto.last_used == WS_HTTP
@@ -199,7 +199,7 @@ async def test_no_watch_ends_while_the_best_carrier_is_in_use(
         tried.append(rung.name)
         raise AssertionError("nothing better than tls to probe")
 
-    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    monkeypatch.setattr(auto_ladder, "dial_rung", fake_dial)
     watch = asyncio.create_task(AutoDialer().better_available(_auto_cfg(0.01)))
     await asyncio.sleep(0.1)
     assert not watch.done()

@@ -10,8 +10,8 @@ import pytest
 from hyperframe.frame import DataFrame
 
 from tunnel.errors import StreamResetError
-from tunnel.session import Session, SessionSettings, Stream
-from tunnel.stream import PeerIdentity
+from tunnel.h2.session import Session, SessionSettings, Stream
+from tunnel.security.secure_stream import PeerIdentity
 
 FAST = SessionSettings(ping_interval_s=0.05, ping_timeout_s=0.2)
 
@@ -85,8 +85,8 @@ async def pair(
     try:
         yield client, server
     finally:
-        client.finish("test over")
-        server.finish("test over")
+        client.abort("test over")
+        server.abort("test over")
         await asyncio.gather(*tasks)
 
 
@@ -273,7 +273,7 @@ async def test_per_stream_state_returns_to_zero_after_many_requests() -> None:
 async def test_reset_streams_are_remembered_but_only_the_last_few(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("tunnel.session.RESET_MEMORY", 8)
+    monkeypatch.setattr("tunnel.h2.connection.RESET_MEMORY", 8)
     hold = asyncio.Event()
 
     async def streams_forever(stream: Stream) -> None:

@@ -13,7 +13,7 @@ import time
 
 from tests.unit.test_tunnel_session import HEAD, pair, read_all
 from tests.unit.test_tunnel_window import until
-from tunnel.session import Session, SessionSettings, Stream
+from tunnel.h2.session import Session, SessionSettings, Stream
 
 MIB = 1024 * 1024
 SETTINGS = SessionSettings(

@@ -12,8 +12,8 @@ import pytest
 from tests.unit.test_tunnel_bad_answer import pool_over
 from tests.unit.test_tunnel_session import FAST, HEAD, MemoryStream, Pipe, pair, read_all
 from tunnel.errors import StreamResetError
-from tunnel.session import Session, SessionSettings, Stream
-from tunnel.stall import StallWatch, WindowSample
+from tunnel.h2.session import Session, SessionSettings, Stream
+from tunnel.h2.stall import StallWatch, WindowSample
 
 BODY = b"x" * (256 * 1024)  # several DATA frames, well inside one stream window
 
@@ -43,7 +43,7 @@ async def test_an_answer_that_ended_unread_gives_its_bytes_back_when_closed() ->
             stream = client.open_stream(HEAD, end_stream=True)
             await stream.response_head()
             await until(lambda s=stream: s.remote_closed, "the whole answer")  # type: ignore[misc]
-            assert stream.finished
+            assert stream.closed_both_ways
             stream.reset()
         assert client.active_streams == 0
         assert held(client) == 0
@@ -160,8 +160,8 @@ async def test_a_peer_that_never_gives_credit_back_gets_its_tunnel_closed() -> N
         with pytest.raises(StreamResetError):
             await sender
     finally:
-        client.finish("test over")
-        server.finish("test over")
+        client.abort("test over")
+        server.abort("test over")
         await asyncio.gather(*runs)
 
 
@@ -198,8 +198,8 @@ async def test_a_receiver_that_loses_credit_closes_its_own_tunnel() -> None:
         with pytest.raises(StreamResetError):
             await sender
     finally:
-        client.finish("test over")
-        server.finish("test over")
+        client.abort("test over")
+        server.abort("test over")
         await asyncio.gather(*runs)
 
 

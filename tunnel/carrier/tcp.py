@@ -1,9 +1,11 @@
-"""A plain TCP :class:`tunnel.stream.ByteStream`: the lower layer of the listener's TLS.
+"""A plain TCP :class:`tunnel.carrier.byte_stream.ByteStream`: the lower layer of the listener's
+TLS.
 
-The listener runs its TLS with ``ssl.MemoryBIO`` (:mod:`tunnel.memtls`) over this stream rather
-than ``StreamWriter.start_tls``: uvloop's server-side ``start_tls`` stalls handshakes after some
-dozens of connections (the connector then sees a 10 s timeout), while the memory-BIO path
-behaves the same on every event loop and lets us log each refused handshake with its reason.
+The listener runs its TLS with ``ssl.MemoryBIO`` (:mod:`tunnel.security.memory_tls`) over this
+stream rather than ``StreamWriter.start_tls``: uvloop's server-side ``start_tls`` stalls
+handshakes after some dozens of connections (the connector then sees a 10 s timeout), while the
+memory-BIO path behaves the same on every event loop and lets us log each refused handshake with
+its reason.
 """
 
 from __future__ import annotations

@@ -16,10 +16,11 @@ import ssl
 from collections.abc import Callable
 from typing import TypeVar
 
+from tunnel.carrier.byte_stream import ByteStream
+from tunnel.describe import describe
 from tunnel.errors import HandshakeError
-from tunnel.stream import ByteStream, PeerIdentity
-from tunnel.tcpstream import handshake_reason
-from tunnel.tlsconfig import peer_identity
+from tunnel.security.certificates import peer_identity
+from tunnel.security.secure_stream import PeerIdentity
 
 _T = TypeVar("_T")
 
@@ -28,7 +29,7 @@ LOWER_READ_BYTES = 65536
 
 
 class MemoryTLSStream:
-    """A :class:`tunnel.stream.SecureStream` of TLS records carried by ``lower``."""
+    """A :class:`tunnel.security.secure_stream.SecureStream` of TLS records carried by ``lower``."""
 
     def __init__(
         self,
@@ -161,7 +162,7 @@ class MemoryTLSStream:
                 raise
             except ssl.SSLError as error:  # the same words as the tls carrier's
                 await self._flush_quietly()
-                raise HandshakeError(handshake_reason(error)) from error
+                raise HandshakeError(describe(error, "handshake")) from error
             await self._flush(wait=writing)
             return result
 

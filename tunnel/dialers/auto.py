@@ -1,38 +1,29 @@
-"""More carriers for the connector: ``websocket``, and ``auto`` (the ladder).
+"""The ``auto`` dialer: the ladder of carriers.
 
 ``auto`` tries ``tls``, then ``websocket`` over HTTPS, then over plain HTTP; it logs each
 attempt's result in plain words, sticks to what worked, and tries the better carriers again at
 most once every ``auto_retry_s`` (default :data:`RETRY_BETTER_S`): at the next dial, and, while a
 tunnel is up on a worse carrier, in the background (:meth:`AutoDialer.better_available`, which the
-connector awaits to move its tunnel). Importing this module registers both dialers in
-:data:`tunnel.connector.DIALERS` (``tunnel.connector.dialer_for`` imports it).
+connector awaits to move its tunnel).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tunnel.carrier.websocket_client import parse_websocket_url, plain_http_url
 from tunnel.config import ConnectorConfig
-from tunnel.connector import register_dialer
-from tunnel.errors import (
-    DialError,
-    HandshakeError,
-    InterceptedError,
-    ProxyRefusedError,
-    TunnelError,
-)
-from tunnel.memtls import MemoryTLSStream
-from tunnel.stream import SecureStream
-from tunnel.tcpstream import dial_tls
-from tunnel.tlsconfig import connector_context, issued_by, probe_context, subject_and_issuer
-from tunnel.ws_client import open_websocket, parse_websocket_url, plain_http_url
+from tunnel.describe import describe
+from tunnel.dialers.tls import dial_tls
+from tunnel.dialers.websocket import dial_websocket
+from tunnel.errors import DialError, TunnelError
+from tunnel.security.secure_stream import SecureStream
 
+# The logger keeps the name it had before the tunnel had folders (operators filter on it).
 log = logging.getLogger("tunnel.carriers")
 
 #: How often ``auto`` gives a better carrier another chance once a worse one works.
@@ -71,52 +62,6 @@ def attempt_order(count: int, preferred: int, retry_due: bool) -> list[int]:
     worked last (the better ones then come last, as a last resort)."""
     start = 0 if retry_due else min(max(preferred, 0), count - 1)
     return list(range(start, count)) + list(range(start))
-
-
-def describe_failure(exc: BaseException) -> str:
-    """Plain words for one failed attempt (the log line after ``<carrier>:``)."""
-    if isinstance(exc, InterceptedError):
-        return f"refused — the proxy intercepts TLS (certificate issued by {exc.issuer!r})"
-    if isinstance(exc, ProxyRefusedError):
-        return f"refused — the proxy answered {exc.status_line!r}"
-    return f"failed — {exc}"
-
-
-async def _probe_inner(cfg: ConnectorConfig, url: str) -> bytes | None:
-    """A second, non-verifying inner handshake, only to see who answered inside the WebSocket."""
-    with contextlib.suppress(Exception):
-        carrier = await open_websocket(url, cfg.proxy, cfg.proxy_ca, cfg.connect_timeout_s)
-        async with asyncio.timeout(cfg.connect_timeout_s):
-            probe = await MemoryTLSStream.client(carrier, probe_context(), cfg.server_name, "probe")
-        await probe.aclose()
-        return probe.peer.cert_der
-    return None
-
-
-async def dial_websocket(cfg: ConnectorConfig, url: str = "") -> SecureStream:
-    """The ``websocket`` carrier: upgrade ``url`` (default ``websocket_url``), then mutual TLS
-    inside with the same certificates and CA as ``tls``."""
-    url = url or cfg.websocket_url
-    if not url:
-        raise DialError("transport websocket needs gateway.websocket_url in the config")
-    ctx = connector_context(cfg.ca, cfg.cert, cfg.key)
-    carrier = await open_websocket(url, cfg.proxy, cfg.proxy_ca, cfg.connect_timeout_s)
-    try:
-        async with asyncio.timeout(cfg.connect_timeout_s):
-            stream = await MemoryTLSStream.client(
-                carrier, ctx, cfg.server_name, carrier.description
-            )
-    except TimeoutError:
-        raise HandshakeError(f"{carrier.description}: the inner TLS handshake timed out") from None
-    except HandshakeError as exc:
-        if isinstance(exc.__cause__, ssl.SSLCertVerificationError):  # who answered inside?
-            der = await _probe_inner(cfg, url)
-            if der is not None and not issued_by(der, cfg.ca):
-                raise InterceptedError(*subject_and_issuer(der)) from None
-        raise HandshakeError(f"{carrier.description}: inner TLS: {exc}") from None
-    version = stream.tls_version or "TLS"
-    stream.set_description(f"{carrier.description}, inner {version}")
-    return stream
 
 
 async def dial_rung(cfg: ConnectorConfig, rung: Rung) -> SecureStream:
@@ -165,8 +110,8 @@ class AutoDialer:
             try:
                 stream = await dial_rung(cfg, rung)
             except TunnelError as exc:
-                log.warning("%s: %s", rung.name, describe_failure(exc))
-                failures.append(f"{rung.name}: {describe_failure(exc)}")
+                log.warning("%s: %s", rung.name, describe(exc, "dial"))
+                failures.append(f"{rung.name}: {describe(exc, 'dial')}")
                 continue
             if self._preferred.get(key) != index:
                 log.info("%s: works; the tunnel uses %s", rung.name, rung.name)
@@ -191,15 +136,10 @@ class AutoDialer:
                 try:
                     probe = await dial_rung(cfg, rungs[index])
                 except TunnelError as exc:
-                    log.info("%s: still %s", rungs[index].name, describe_failure(exc))
+                    log.info("%s: still %s", rungs[index].name, describe(exc, "dial"))
                     continue
                 await probe.aclose()
                 log.info("%s works again; the tunnel will move to it", rungs[index].name)
                 self._preferred[key] = index
                 self._last_better_try[key] = self._clock()
                 return rungs[index].name
-
-
-AUTO = AutoDialer()
-register_dialer("websocket", dial_websocket)
-register_dialer("auto", AUTO)

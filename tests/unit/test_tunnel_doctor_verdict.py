@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tunnel import carriers
-from tunnel.carriers import TLS, WS_HTTP, WS_HTTPS, AutoDialer, Rung
 from tunnel.config import ConnectorConfig
+from tunnel.dialers import auto as auto_ladder
+from tunnel.dialers.auto import TLS, WS_HTTP, WS_HTTPS, AutoDialer, Rung
 from tunnel.doctor import FAIL, OK, SOFT, RungResult, Step, verdict
 from tunnel.errors import DialError, InterceptedError, ProxyRefusedError
 
@@ -95,7 +95,7 @@ async def test_better_available_probes_the_better_carriers_and_reports_the_first
             raise outcome
         return _Probe()
 
-    monkeypatch.setattr(carriers, "dial_rung", fake_dial)
+    monkeypatch.setattr(auto_ladder, "dial_rung", fake_dial)
     auto = AutoDialer(retry_better_s=0.0)
     cfg = _cfg()
     auto._preferred[(cfg.address, cfg.websocket_url)] = 1  # websocket via HTTPS in use

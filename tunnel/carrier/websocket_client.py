@@ -3,8 +3,8 @@
 The route follows the proxy's own rules: plain ``http://`` goes to the proxy as an absolute-form
 ``GET`` with the Upgrade headers; ``https://`` is ``CONNECT`` then an outer TLS that trusts the
 system store plus ``proxy_ca`` (an inspecting proxy's CA). The outer layer proves nothing about
-the gateway: the mutual TLS runs inside (:mod:`tunnel.memtls`). No subprotocol and no header
-naming this tool are sent (RFC 6455 section 4.1 needs neither).
+the gateway: the mutual TLS runs inside (:mod:`tunnel.security.memory_tls`). No subprotocol and
+no header naming this tool are sent (RFC 6455 section 4.1 needs neither).
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from wsproto.events import (
     TextMessage,
 )
 
+from tunnel.carrier.proxy import ProxySpec, open_tcp, parse_connect_response, select_proxy
 from tunnel.errors import DialError, HandshakeError, ProxyRefusedError
-from tunnel.proxy import ProxySpec, open_tcp, parse_connect_response, select_proxy
 
 #: An ordinary browser's User-Agent: the upgrade should look like any other page's WebSocket.
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 )
-#: Largest binary message we send: the gateway takes no more (gateway.websocket caps it).
+#: Largest binary message we send: the gateway takes no more (tunnel.carrier.websocket_limits).
 #: Never raise it alone, or a new connector cannot talk to an older gateway.
 MAX_MESSAGE_BYTES = 64 * 1024
 READ_BYTES = 65536
@@ -132,7 +132,8 @@ def outer_context(proxy_ca: Path | None) -> ssl.SSLContext:
 
 
 class WebSocketStream:
-    """A :class:`tunnel.stream.ByteStream` whose bytes travel as binary WebSocket messages."""
+    """A :class:`tunnel.carrier.byte_stream.ByteStream` whose bytes travel as binary WebSocket
+    messages."""
 
     def __init__(
         self,

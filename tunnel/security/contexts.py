@@ -5,12 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
-
 from tunnel.errors import ConfigError
-from tunnel.stream import PeerIdentity
 
 ALPN = ["h2"]
 
@@ -68,41 +63,3 @@ def probe_context() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(ALPN)
     return ctx
-
-
-def _common_name(name: x509.Name) -> str:
-    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if attrs:
-        value = attrs[0].value
-        return value if isinstance(value, str) else value.decode()
-    return name.rfc4514_string()
-
-
-def peer_identity(cert_der: bytes) -> PeerIdentity:
-    cert = x509.load_der_x509_certificate(cert_der)
-    return PeerIdentity(_common_name(cert.subject), cert.serial_number, cert_der)
-
-
-def subject_and_issuer(cert_der: bytes) -> tuple[str, str]:
-    cert = x509.load_der_x509_certificate(cert_der)
-    return _common_name(cert.subject), _common_name(cert.issuer)
-
-
-def issued_by(cert_der: bytes, ca_path: Path) -> bool:
-    """Whether ``ca_path``'s key signed this certificate (signature only; no dates, no names)."""
-    cert = x509.load_der_x509_certificate(cert_der)
-    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-    if cert.issuer != ca.subject:
-        return False
-    key = ca.public_key()
-    hash_alg = cert.signature_hash_algorithm
-    try:
-        if isinstance(key, rsa.RSAPublicKey) and hash_alg is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), hash_alg)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and hash_alg is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hash_alg))
-        else:
-            cert.verify_directly_issued_by(ca)
-    except Exception:  # any failure means "not ours"
-        return False
-    return True

@@ -10,11 +10,8 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
-from tunnel.carriers import WS_HTTP, WS_HTTPS, attempt_order, describe_failure, ladder
-from tunnel.config import ConnectorConfig
-from tunnel.errors import DialError, InterceptedError, ProxyRefusedError
-from tunnel.proxy import ProxySpec
-from tunnel.ws_client import (
+from tunnel.carrier.proxy import ProxySpec
+from tunnel.carrier.websocket_client import (
     USER_AGENT,
     parse_websocket_url,
     plain_http_url,
@@ -22,6 +19,10 @@ from tunnel.ws_client import (
     request_target,
     upgrade_headers,
 )
+from tunnel.config import ConnectorConfig
+from tunnel.describe import describe
+from tunnel.dialers.auto import WS_HTTP, WS_HTTPS, attempt_order, ladder
+from tunnel.errors import DialError, InterceptedError, ProxyRefusedError
 
 
 def test_parse_https_url_defaults_to_443() -> None:
@@ -121,9 +122,9 @@ def test_attempt_order_sticks_to_what_worked_until_a_retry_is_due() -> None:
 
 def test_failures_in_plain_words() -> None:
     intercepted = InterceptedError("minipc.example.org", "Corp Proxy CA")
-    assert describe_failure(intercepted) == (
+    assert describe(intercepted, "dial") == (
         "refused — the proxy intercepts TLS (certificate issued by 'Corp Proxy CA')"
     )
     refused = ProxyRefusedError("HTTP/1.1 403 Forbidden")
-    assert describe_failure(refused) == "refused — the proxy answered 'HTTP/1.1 403 Forbidden'"
-    assert describe_failure(DialError("boom")) == "failed — boom"
+    assert describe(refused, "dial") == "refused — the proxy answered 'HTTP/1.1 403 Forbidden'"
+    assert describe(DialError("boom"), "dial") == "failed — boom"

@@ -1,12 +1,10 @@
-"""The HTTP/2 layer both roles share, over a :class:`tunnel.stream.SecureStream`.
+"""The HTTP/2 session both roles share, over a :class:`tunnel.security.secure_stream.SecureStream`.
 
-One reader task feeds bytes to the ``h2`` state machine and acts on its events; one writer task
-sends whatever ``h2`` has queued (so many events or sends coalesce into one write, and the reader
-never blocks on a full socket); one pinger task sends PINGs and declares the peer dead when no
-answer comes. The first failure is sticky: every stream on the session fails with
-:class:`StreamResetError` at once. Per-stream bodies are bounded by flow control: received DATA is
-given back to the connection window as soon as it lands in a live stream's buffer, and to the
-stream's window only when the consumer takes it: a slow reader stops its own sender and no other.
+One reader task feeds the sans-IO connection (:mod:`tunnel.h2.connection`) and acts on its
+events; the writer (:mod:`tunnel.h2.writer`) sends what ``h2`` queued; one pinger task declares
+the peer dead when a PING goes unanswered; one watchdog looks at the connection windows
+(:mod:`tunnel.h2.stall`). The first failure is sticky: every stream fails at once with
+:class:`StreamResetError`. Flow control: docs/tunnel.md, *Flow control end to end, per stream*.
 """
 
 from __future__ import annotations
@@ -14,224 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
-from h2.stream import StreamClosedBy
-from h2.utilities import SizeLimitDict
-from hyperframe.frame import DataFrame, GoAwayFrame, WindowUpdateFrame
 
-from tunnel.h2stream import Stream
-from tunnel.stall import StallWatch, WindowSample
-from tunnel.stream import SecureStream
+from tunnel.describe import describe
+from tunnel.h2.connection import SessionSettings, WindowState, new_connection
+from tunnel.h2.stall import StallWatch, WindowSample
+from tunnel.h2.stream import Stream
+from tunnel.h2.writer import FrameWriter
+from tunnel.security.secure_stream import SecureStream
 
-__all__ = [
-    "RequestHandler",
-    "Session",
-    "SessionSettings",
-    "Stream",
-    "WindowState",
-    "describe_error",
-]
+__all__ = ["RequestHandler", "Session", "SessionSettings", "Stream", "WindowState"]
 
+# The logger keeps the name it had before the tunnel had folders (operators filter on it).
 log = logging.getLogger("tunnel.session")
 
 READ_SIZE = 256 * 1024
-HIGH_WATER = 1024 * 1024  # bytes queued in h2 before a sender waits for the writer
-#: How many streams closed by RST_STREAM a connection remembers (see ``_ResetStreams``).
-RESET_MEMORY = 4096
-_BY_RESET = (StreamClosedBy.SEND_RST_STREAM, StreamClosedBy.RECV_RST_STREAM)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettings:
-    ping_interval_s: float = 15.0
-    ping_timeout_s: float = 10.0
-    max_concurrent_streams: int = 1000
-    stream_window: int = 4 * 1024 * 1024
-    connection_window: int = 16 * 1024 * 1024
-    max_frame_size: int = 1024 * 1024
-    #: A connection window used up this long with nothing given back (or no WINDOW_UPDATE
-    #: while streams wait to send) ends the tunnel: see tunnel/stall.py.
-    stall_timeout_s: float = 30.0
-    #: How often the windows are looked at: the stall check, and a WINDOW_UPDATE for what was
-    #: given back but not announced yet (h2 waits for half the window before it tells the peer).
-    window_check_s: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class WindowState:
-    """The connection-level flow-control windows of one session (RFC 9113 6.9), in bytes."""
-
-    inbound: int  # what the peer may still send us before our next WINDOW_UPDATE
-    #: received and not given back to the connection window: 0 at rest and also while streams
-    #: hold unread DATA (given back on arrival); more, for long, is lost credit (a leak)
-    inbound_held: int
-    inbound_full: int  # the connection window we advertise
-    outbound: int  # what we may still send before the peer's next WINDOW_UPDATE
-    #: received into live streams and not read yet (each at most its stream window)
-    inbound_buffered: int = 0
-
-    @property
-    def full(self) -> bool:
-        """Nothing received is held: every byte the peer sent was given back (or is owed)."""
-        return self.inbound_held == 0
-
-
-class _ResetStreams(SizeLimitDict):
-    """h2's record of how closed streams ended, keeping only the streams closed by RST_STREAM.
-
-    h2 remembers every closed stream (up to 65,536 per connection, ~150 bytes each): the one
-    piece of memory that grew with the number of requests, by ~10 MB per tunnel on each side.
-    Only a reset changes how h2 treats a late frame (a DATA frame still in flight when we sent
-    RST_STREAM is answered with RST_STREAM instead of ending the connection); for a stream that
-    ended with END_STREAM, an entry and no entry lead to the same outcome (a late DATA or
-    HEADERS frame is a connection error either way; WINDOW_UPDATE and RST_STREAM are ignored).
-    So only resets are kept, the last ``RESET_MEMORY`` of them (late frames come within a round
-    trip)."""
-
-    def __init__(self) -> None:
-        super().__init__(size_limit=RESET_MEMORY)
-
-    def __setitem__(self, key: int, value: object) -> None:
-        if value in _BY_RESET:
-            super().__setitem__(key, value)
-
-
-class _Connection(h2.connection.H2Connection):
-    """h2 treats GOAWAY as the end of everything; HTTP/2 (RFC 9113 6.8) lets streams up to
-    ``last_stream_id`` finish. These two overrides keep the state machine open so they can.
-    Its closed-stream bookkeeping keeps only what matters (``_ResetStreams``)."""
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config=config)
-        self._closed_streams = _ResetStreams()
-
-    def _receive_goaway_frame(  # type: ignore[override]
-        self, frame: GoAwayFrame
-    ) -> tuple[list[object], list[h2.events.Event]]:
-        event = h2.events.ConnectionTerminated()
-        event.error_code = h2.errors._error_code_from_int(frame.error_code)
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    # Flow-control credit, one level at a time. h2's ``acknowledge_received_data`` gives both
-    # levels back at once; we give the connection level back when DATA lands in a live stream's
-    # buffer and the stream level when the consumer reads it (docs/tunnel.md, *Flow control*).
-    # These methods, ``window_state`` and ``announce_given_back`` are the only code that touches
-    # h2's window managers (private in h2 4.x: ``_inbound_flow_control_window_manager`` for the
-    # connection; ``H2Stream._inbound_window_manager``, reached through the stream's
-    # ``acknowledge_received_data``) and ``_prepare_for_sending``, which queues the WINDOW_UPDATE
-    # frames they produce.
-    def credit_connection(self, nbytes: int) -> None:
-        """Give ``nbytes`` back to the connection window only (WINDOW_UPDATE on stream 0, sent
-        by h2's rule: once half the window is given back, or at once when it is shut)."""
-        increment = self._inbound_flow_control_window_manager.process_bytes(nbytes)
-        if increment:
-            frame = WindowUpdateFrame(0)
-            frame.window_increment = increment
-            self._prepare_for_sending([frame])
-
-    def credit_stream(self, stream_id: int, nbytes: int) -> None:
-        """Give ``nbytes`` back to one stream's window only (nothing for a closed stream)."""
-        stream = self.streams.get(stream_id)
-        if stream is not None and stream.open:
-            self._prepare_for_sending(stream.acknowledge_received_data(nbytes))
-
-    def window_state(self) -> WindowState:
-        manager = self._inbound_flow_control_window_manager
-        current, full = manager.current_window_size, manager.max_window_size
-        return WindowState(
-            inbound=current,
-            inbound_held=full - current - manager._bytes_processed,
-            inbound_full=full,
-            outbound=self.outbound_flow_control_window,
-        )
-
-    def announce_given_back(self) -> int:
-        """A connection WINDOW_UPDATE now for the bytes acknowledged but not announced yet
-        (h2's manager holds them back until half the window is used); returns how many."""
-        manager = self._inbound_flow_control_window_manager
-        pending = manager._bytes_processed
-        if pending:
-            manager._bytes_processed = 0
-            self.increment_flow_control_window(pending)
-        return pending
-
-    def send_goaway(self, error_code: int = 0, additional_data: bytes = b"") -> None:
-        frame = GoAwayFrame(
-            stream_id=0,
-            last_stream_id=self.highest_inbound_stream_id,
-            error_code=error_code,
-            additional_data=additional_data,
-        )
-        self._prepare_for_sending([frame])
-
-
-def _data_frame_repr(frame: DataFrame) -> str:
-    return f"<{len(frame.data)} bytes>"
-
-
-# h2 formats every frame it receives for its trace log, eagerly, even with logging off; for DATA
-# that is a hex dump of the whole payload (1.6 ms per 1 MiB frame). Only that text changes here.
-DataFrame._body_repr = _data_frame_repr  # type: ignore[method-assign,assignment]
-
-
-def _new_connection(client_side: bool, settings: SessionSettings) -> _Connection:
-    # Our heads are built by us from filtered headers (tunnel.headers): h2's re-validation of what
-    # we send costs more than it protects.
-    # What we receive comes from the mutually authenticated peer, which built it the same way;
-    # re-validating and re-normalizing it costs ~25 us per request and side. Outbound headers are
-    # still normalized (h2 marks ``authorization`` never-indexed in HPACK).
-    config = h2.config.H2Configuration(
-        client_side=client_side,
-        header_encoding="utf-8",
-        validate_outbound_headers=False,
-        validate_inbound_headers=False,
-        normalize_inbound_headers=False,
-    )
-    conn = _Connection(config=config)
-    codes = h2.settings.SettingCodes
-    values: dict[h2.settings.SettingCodes | int, int] = {
-        codes.INITIAL_WINDOW_SIZE: settings.stream_window,
-        codes.MAX_FRAME_SIZE: settings.max_frame_size,
-        codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
-    }
-    if client_side:
-        values[codes.ENABLE_PUSH] = 0
-    conn.initiate_connection()
-    conn.update_settings(values)  # applied the h2 way: when the peer ACKs them
-    # ...except the frame size: h2 sizes its frame parser before it reads the ACK that arrives
-    # in the same read as the first big frame; accepting big frames from the start is harmless.
-    conn.max_inbound_frame_size = settings.max_frame_size
-    if settings.connection_window > 65535:  # the RFC's initial connection window
-        conn.increment_flow_control_window(settings.connection_window - 65535)
-    return conn
-
-
-def describe_error(exc: BaseException) -> str:
-    """Plain words for what broke a session."""
-    if isinstance(exc, ssl.SSLError):
-        reason = (exc.reason or str(exc)).replace("_", " ").lower()
-        if "alert" in reason:
-            return f"the peer ended TLS with an alert ({reason})"
-        return f"TLS error ({reason})"
-    if isinstance(exc, ConnectionResetError):
-        return "the connection was reset"
-    if isinstance(exc, h2.exceptions.ProtocolError):
-        return f"HTTP/2 protocol error ({exc})"
-    if isinstance(exc, OSError):
-        return f"network error ({exc.strerror or exc})"
-    return f"{type(exc).__name__}: {exc}"
 
 
 RequestHandler = Callable[[Stream], Awaitable[None]]
@@ -254,7 +55,7 @@ class Session:
         self.stream = stream
         self.name = name
         self.settings = settings
-        self.conn = _new_connection(client_side, settings)
+        self.conn = new_connection(client_side, settings)
         self.peer_name = "the connector" if client_side else "the gateway"
         self.closed_reason: str | None = None
         self.draining = False
@@ -269,25 +70,18 @@ class Session:
         self._window_updates = 0
         self._streams: dict[int, Stream] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._want_write = asyncio.Event()
-        self._want_write.set()  # the connection preface
-        self._direct: Callable[[bytes], bool] | None = getattr(stream, "write_nowait", None)
-        self._loop = asyncio.get_running_loop()
-        self._flush_pending = False
-        self._blocked = False
-        self._room = asyncio.Event()
-        self._room.set()
+        self._writer = FrameWriter(
+            self.conn, stream, lambda: self.alive, lambda exc: self.abort(describe(exc, "session"))
+        )
         self._idle = asyncio.Event()
         self._idle.set()
         self._done = asyncio.Event()
-        self._queued = 0
         self._last_rx = time.monotonic()
         self._ping_ack = asyncio.Event()
         self._ping_count = 0
         #: the round trip of the last answered PING (None before the first answer)
         self.rtt_s: float | None = None
         self.ping_timed_out = False  # the session ended because a PING went unanswered
-        self._flushed = asyncio.Event()
         self._closer: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- bookkeeping
@@ -322,30 +116,20 @@ class Session:
         return self.alive and not self.draining and self.conn.open_outbound_streams < limit
 
     def wake_writer(self) -> None:
-        """Have what h2 queued sent at the end of this loop turn: written directly when the
-        stream can take it without waiting (no task switch), else by the writer task."""
-        if self._direct is None or self._blocked:
-            self._want_write.set()
-        elif not self._flush_pending:
-            self._flush_pending = True
-            self._loop.call_soon(self._flush_now)
+        """Have what h2 queued sent at the end of this loop turn (see :mod:`tunnel.h2.writer`)."""
+        self._writer.wake()
 
     def congested(self) -> bool:
         """Whether more than HIGH_WATER bytes wait in h2 for the writer."""
-        return self._queued > HIGH_WATER
+        return self._writer.congested()
 
     def queued(self, nbytes: int) -> None:
         """After a stream queued ``nbytes`` without waiting: wake the writer."""
-        self._queued += nbytes
-        self.wake_writer()
+        self._writer.queued(nbytes)
 
     async def sent(self, nbytes: int) -> None:
         """After a stream queued ``nbytes``: wake the writer; wait if too much is queued."""
-        self._queued += nbytes
-        self.wake_writer()
-        if self._queued > HIGH_WATER and self.alive:
-            self._room.clear()
-            await self._room.wait()
+        await self._writer.sent(nbytes)
 
     def ack(self, stream_id: int, nbytes: int) -> None:
         """The consumer took (or dropped) ``nbytes`` of a stream's DATA: its stream window gets
@@ -381,7 +165,7 @@ class Session:
         """Drive the session until it ends; returns why it ended."""
         tasks = [
             asyncio.create_task(self._guard(self._read_loop(), "read")),
-            asyncio.create_task(self._guard(self._write_loop(), "write")),
+            asyncio.create_task(self._guard(self._writer.run(), "write")),
             asyncio.create_task(self._guard(self._ping_loop(), "ping")),
             asyncio.create_task(self._guard(self._window_loop(), "window")),
         ]
@@ -394,11 +178,12 @@ class Session:
             await self._teardown()
         return self.closed_reason or "closed"
 
-    def finish(self, reason: str) -> None:
-        """Mark the session ended (first reason wins); ``run`` then tears it down."""
+    def abort(self, reason: str) -> None:
+        """End the session now, without flushing (first reason wins); ``run`` then tears it
+        down. ``close`` flushes first, ``drain`` lets the streams in flight finish first."""
         if self.closed_reason is None:
             self.closed_reason = reason
-            self._room.set()
+            self._writer.release_senders()
             self._done.set()
 
     async def _teardown(self) -> None:
@@ -435,11 +220,11 @@ class Session:
         """Flush what is queued (briefly), then end the session."""
         if self.alive:
             self.wake_writer()
-            self._flushed.clear()
+            self._writer.flushed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
-                    await self._flushed.wait()
-        self.finish(reason)
+                    await self._writer.flushed.wait()
+        self.abort(reason)
 
     async def _guard(self, coro: Awaitable[None], what: str) -> None:
         try:
@@ -447,14 +232,14 @@ class Session:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.finish(describe_error(exc))
+            self.abort(describe(exc, "session"))
 
     # ----------------------------------------------------------------- loops
     async def _read_loop(self) -> None:
         while self.alive:
             data = await self.stream.read(READ_SIZE)
             if not data:
-                self.finish(f"{self.peer_name} closed the connection")
+                self.abort(f"{self.peer_name} closed the connection")
                 return
             self._last_rx = time.monotonic()
             try:
@@ -462,44 +247,11 @@ class Session:
             except h2.exceptions.ProtocolError as exc:
                 self.conn.send_goaway(ErrorCodes.PROTOCOL_ERROR)
                 self.wake_writer()
-                self.finish(describe_error(exc))
+                self.abort(describe(exc, "session"))
                 return
             for event in events:
                 self._dispatch(event)
             self.wake_writer()
-
-    def _flush_now(self) -> None:
-        self._flush_pending = False
-        if self._direct is None or self._blocked:  # (a last GOAWAY still goes when not alive)
-            self._want_write.set()
-            return
-        data = self.conn.data_to_send()
-        self._queued = 0
-        self._room.set()
-        if data:
-            try:
-                has_room = self._direct(data)
-            except Exception as exc:
-                self.finish(describe_error(exc))
-                return
-            if not has_room:  # the writer task waits for the transport to drain
-                self._blocked = True
-                self._want_write.set()
-                return
-        self._flushed.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._want_write.wait()
-            self._want_write.clear()
-            data = self.conn.data_to_send()
-            self._queued = 0
-            self._room.set()
-            if data or self._blocked:
-                await self.stream.write(data)  # b"" only waits for the transport to drain
-            self._blocked = False
-            if not self._want_write.is_set():
-                self._flushed.set()
 
     async def _ping_loop(self) -> None:
         interval, timeout = self.settings.ping_interval_s, self.settings.ping_timeout_s
@@ -514,7 +266,7 @@ class Session:
                 remaining = max(sent, self._last_rx) + timeout - time.monotonic()
                 if remaining <= 0:
                     self.ping_timed_out = True
-                    self.finish(f"no PING answer within {timeout:g}s")
+                    self.abort(f"no PING answer within {timeout:g}s")
                     return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
@@ -563,12 +315,10 @@ class Session:
         elif isinstance(event, h2.events.RequestReceived):
             self._on_request_received(event)
         elif isinstance(event, h2.events.ResponseReceived):
-            stream = self._streams.get(event.stream_id or 0)
-            if stream is not None:
+            if stream := self._streams.get(event.stream_id or 0):
                 stream.on_headers(list(event.headers or []))  # type: ignore[arg-type]
         elif isinstance(event, h2.events.StreamEnded):
-            stream = self._streams.get(event.stream_id or 0)
-            if stream is not None:
+            if stream := self._streams.get(event.stream_id or 0):
                 stream.on_end()
         elif isinstance(event, h2.events.StreamReset):
             self._on_reset(event)
@@ -654,9 +404,9 @@ class Session:
         if code not in (ErrorCodes.NO_ERROR, 0):
             text = self.peer_goaway_data.decode("utf-8", "replace")
             name = code.name if isinstance(code, ErrorCodes) else str(code)
-            self.finish(f"{self.peer_name} closed the tunnel ({name}{': ' + text if text else ''})")
+            self.abort(f"{self.peer_name} closed the tunnel ({name}{': ' + text if text else ''})")
         elif not self._streams:
-            self.finish(
+            self.abort(
                 f"{self.peer_name} sent GOAWAY"
                 + (f" ({self.peer_goaway_data.decode()})" if self.peer_goaway_data else "")
             )

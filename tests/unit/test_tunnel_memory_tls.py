@@ -1,4 +1,4 @@
-"""memtls: mutual TLS over an in-memory byte stream (no sockets)."""
+"""tunnel.security.memory_tls: mutual TLS over an in-memory byte stream (no sockets)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from tunnel.errors import HandshakeError
-from tunnel.memtls import MemoryTLSStream
+from tunnel.security.memory_tls import MemoryTLSStream
 
 
 class _Pipe:

@@ -14,7 +14,7 @@ from gateway.websocket import (
     DeflateDeclined,
     harden_websockets,
 )
-from tunnel import ws_client
+from tunnel.carrier import websocket_client
 
 
 def piece(size: int, finished: bool = False) -> BytesMessage:
@@ -22,7 +22,7 @@ def piece(size: int, finished: bool = False) -> BytesMessage:
 
 
 def test_the_connector_never_sends_more_than_the_gateway_takes() -> None:
-    assert ws_client.MAX_MESSAGE_BYTES <= MAX_RECEIVE_MESSAGE_BYTES
+    assert websocket_client.MAX_MESSAGE_BYTES <= MAX_RECEIVE_MESSAGE_BYTES
 
 
 def test_a_message_at_the_cap_is_taken() -> None:

@@ -1,5 +1,6 @@
-"""One HTTP/2 stream of a :class:`tunnel.session.Session`: its head, its flow-controlled inbound
-body, and sending under the peer's window.
+"""One HTTP/2 stream of a session: its head, its flow-controlled inbound body, and sending under
+the peer's window. It knows its session only through :class:`StreamOwner`, the few calls a
+stream makes (:class:`tunnel.h2.session.Session` is the one implementation).
 
 Received DATA goes back to the connection window on arrival (the session does it), and to the
 stream's window only when the consumer takes it, so a stream buffers at most its window and a slow
@@ -14,22 +15,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import h2.exceptions
 from h2.errors import ErrorCodes
 
 from tunnel.errors import StreamResetError
+from tunnel.h2.connection import Connection
 
-if TYPE_CHECKING:
-    from tunnel.session import Session
+
+class StreamOwner(Protocol):
+    """What a stream needs from its session: the connection, the writer, flow-control credit."""
+
+    @property
+    def conn(self) -> Connection:
+        """The sans-IO connection the stream's frames are queued on."""
+        ...
+
+    @property
+    def alive(self) -> bool:
+        """False once the session ended (nothing more is queued then)."""
+        ...
+
+    def ack(self, stream_id: int, nbytes: int) -> None:
+        """Give ``nbytes`` of a stream's DATA back to its stream window."""
+        ...
+
+    def release(self, stream: Stream) -> None:
+        """The stream ended both ways: forget it."""
+        ...
+
+    def wake_writer(self) -> None:
+        """Have what the connection queued sent soon."""
+        ...
+
+    def congested(self) -> bool:
+        """Whether the writer is behind (then ``send_now`` declines)."""
+        ...
+
+    def queued(self, nbytes: int) -> None:
+        """``nbytes`` were queued without waiting: wake the writer."""
+        ...
+
+    async def sent(self, nbytes: int) -> None:
+        """``nbytes`` were queued: wake the writer, wait while too much is queued."""
+        ...
 
 
 class Stream:
     """One HTTP/2 stream: the head, a flow-controlled inbound body, and sending."""
 
     def __init__(
-        self, session: Session, stream_id: int, headers: list[tuple[str, str]] | None
+        self, session: StreamOwner, stream_id: int, headers: list[tuple[str, str]] | None
     ) -> None:
         self.session = session
         self.stream_id = stream_id
@@ -61,7 +98,8 @@ class Stream:
         return body
 
     @property
-    def finished(self) -> bool:
+    def closed_both_ways(self) -> bool:
+        """Both ends sent END_STREAM (or a reset closed it)."""
         return self.local_closed and self.remote_closed
 
     # --------------------------------------------------------- from the session
@@ -223,7 +261,7 @@ class Stream:
     def reset(self, code: int = ErrorCodes.CANCEL) -> None:
         """RST_STREAM unless the stream already finished both ways; either way, what was
         received and not read is given back to the connection window."""
-        if self.finished:
+        if self.closed_both_ways:
             self._give_back()  # ended both ways, maybe with an answer nobody read
             return
         if self.session.alive:
