@@ -43,13 +43,13 @@ class MessageStream:
     ``content_block_start`` / ``content_block_delta``... / ``content_block_stop``, and at the end
     ``message_delta`` (stop reason, usage) and ``message_stop``. Text and each tool call are
     separate blocks; a tool call's arguments go out as ``input_json_delta`` fragments.
+    ``message_start`` carries ``input_tokens: 0``: chat completions reports the prompt's tokens
+    only at the end, so the real count is in ``message_delta``'s usage.
 
     Chat completions may interleave the fragments of parallel tool calls (index 0, 1, then 0
     again), but a block cannot reopen once stopped. So the first tool call streams as it comes
     and its block stays open until the end; every other call, and any text after the first call,
     is held and sent whole, in the order it began, when the upstream's stream ends.
-    ``message_start`` carries ``input_tokens: 0``: chat completions reports the prompt's tokens
-    only at the end, so the real count is in ``message_delta``'s usage.
     """
 
     alias: str
