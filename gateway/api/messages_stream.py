@@ -24,7 +24,15 @@ Event = tuple[str, Json]
 class _Block:
     index: int
     kind: str  # "text" | "tool_use"
-    tool_index: int | None = None
+
+
+@dataclass(slots=True)
+class _HeldCall:
+    """A tool call that came while another one streams: sent whole after it."""
+
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -37,6 +45,11 @@ class MessageStream:
     separate blocks; a tool call's arguments go out as ``input_json_delta`` fragments.
     ``message_start`` carries ``input_tokens: 0``: chat completions reports the prompt's tokens
     only at the end, so the real count is in ``message_delta``'s usage.
+
+    Chat completions may interleave the fragments of parallel tool calls (index 0, 1, then 0
+    again), but a block cannot reopen once stopped. So the first tool call streams as it comes
+    and its block stays open until the end; every other call, and any text after the first call,
+    is held and sent whole, in the order it began, when the upstream's stream ends.
     """
 
     alias: str
@@ -51,7 +64,9 @@ class MessageStream:
     _next_index: int = 0
     _stop: tuple[str, str | None] | None = None
     _ended: bool = False
-    _tools: dict[int, int] = field(default_factory=dict)
+    _live_tool: int | None = None  # the index of the tool call that streams
+    _held: dict[int, _HeldCall] = field(default_factory=dict)
+    _late_text: list[str] = field(default_factory=list)
 
     def feed(self, chunk: Json) -> list[Event]:
         events: list[Event] = []
@@ -75,6 +90,7 @@ class MessageStream:
         if self._ended:
             return []
         events = [] if self._started else self._start(None)
+        events.extend(self._held_blocks())
         events.extend(self._close_block())
         self._ended = True
         reason, sequence = self._stop or ("end_turn", None)
@@ -121,40 +137,62 @@ class MessageStream:
         delta = obj(choice.get("delta"))
         text = delta.get("content")
         if isinstance(text, str) and text:
-            if self._block is None or self._block.kind != "text":
-                events.extend(self._open("text", {"type": "text", "text": ""}))
-            events.append(self._delta({"type": "text_delta", "text": text}))
+            events.extend(self._text(text))
         for call in items(delta.get("tool_calls")):
             events.extend(self._tool_fragment(call))
         if choice.get("finish_reason"):
             self._stop = stop_of(choice, self.stops)
         return events
 
+    def _text(self, text: str) -> list[Event]:
+        if self._live_tool is not None:  # its block must stay open: the text waits
+            self._late_text.append(text)
+            return []
+        events = []
+        if self._block is None or self._block.kind != "text":
+            events.extend(self._open("text", {"type": "text", "text": ""}))
+        events.append(self._delta({"type": "text_delta", "text": text}))
+        return events
+
     def _tool_fragment(self, call: Json) -> list[Event]:
-        events: list[Event] = []
         position = call.get("index")
         position = position if isinstance(position, int) and not isinstance(position, bool) else 0
         function = obj(call.get("function"))
-        if position not in self._tools:
-            block = {
-                "type": "tool_use",
-                "id": str(call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}"),
-                "name": str(function.get("name") or ""),
-                "input": {},
-            }
-            events.extend(self._open("tool_use", block, position))
-            self._tools[position] = self._next_index - 1
+        call_id, name = str(call.get("id") or ""), str(function.get("name") or "")
         arguments = function.get("arguments")
-        current = self._block
-        if isinstance(arguments, str) and arguments and current and current.tool_index == position:
-            events.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        fragment = arguments if isinstance(arguments, str) else ""
+        events: list[Event] = []
+        if self._live_tool is None:
+            self._live_tool = position
+            events.extend(self._open("tool_use", _tool_block(call_id, name)))
+        if position != self._live_tool:
+            held = self._held.setdefault(position, _HeldCall(call_id, name))
+            held.id, held.name = held.id or call_id, held.name or name
+            held.arguments.append(fragment)
+        elif fragment:
+            events.append(self._delta({"type": "input_json_delta", "partial_json": fragment}))
         return events
 
-    def _open(self, kind: str, block: Json, tool_index: int | None = None) -> list[Event]:
+    def _held_blocks(self) -> list[Event]:
+        """The held tool calls and text, each a whole block, after the streamed tool call."""
+        events: list[Event] = []
+        for held in self._held.values():
+            events.extend(self._open("tool_use", _tool_block(held.id, held.name)))
+            arguments = "".join(held.arguments)
+            if arguments:
+                events.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
+        if self._late_text:
+            events.extend(self._open("text", {"type": "text", "text": ""}))
+            events.append(self._delta({"type": "text_delta", "text": "".join(self._late_text)}))
+        self._held.clear()
+        self._late_text.clear()
+        return events
+
+    def _open(self, kind: str, block: Json) -> list[Event]:
         events = self._close_block()
         index = self._next_index
         self._next_index += 1
-        self._block = _Block(index, kind, tool_index)
+        self._block = _Block(index, kind)
         start = {"type": "content_block_start", "index": index, "content_block": block}
         events.append(("content_block_start", start))
         return events
@@ -172,6 +210,16 @@ class MessageStream:
             return []
         index, self._block = self._block.index, None
         return [("content_block_stop", {"type": "content_block_stop", "index": index})]
+
+
+def _tool_block(call_id: str, name: str) -> Json:
+    """A ``tool_use`` block's start (an upstream that sends no id gets one made up)."""
+    return {
+        "type": "tool_use",
+        "id": call_id or f"toolu_{uuid.uuid4().hex[:24]}",
+        "name": name,
+        "input": {},
+    }
 
 
 def encode_events(events: Iterable[Event]) -> bytes:

@@ -3,15 +3,15 @@
 For model aliases with ``messages_api = "translate"`` the upstream speaks only OpenAI's chat
 completions. This module turns a ``POST /v1/messages`` body into a chat completions body
 (:func:`messages_to_chat`) and a chat completion into a Message (:func:`chat_to_message`); the
-stream direction is :mod:`gateway.api.messages_stream`.
+turns' content blocks are :mod:`gateway.api.messages_blocks`, the stream direction is
+:mod:`gateway.api.messages_stream`.
 
-What has no counterpart is dropped, never invented: ``cache_control``, ``thinking`` and
-``redacted_thinking`` blocks of earlier turns, server tools (they have no ``input_schema``),
-``metadata`` other than ``user_id``, the request fields only Anthropic's API knows
-(:data:`ANTHROPIC_ONLY`), and the upstream's ``reasoning_content``. Any other top-level field
-passes through as it is, as in native mode (a client's ``extra_body`` reaches the upstream:
-vLLM's ``chat_template_kwargs``, ``repetition_penalty``...). What cannot be carried faithfully
-(documents, image sources other than base64 and URLs) is refused with a 400 that names the field.
+What has no counterpart is dropped, never invented: server tools (they have no
+``input_schema``), ``defer_loading`` (every tool is offered from the start), ``metadata`` other
+than ``user_id``, the request fields only Anthropic's API knows (:data:`ANTHROPIC_ONLY`), and
+the upstream's ``reasoning_content``. Any other top-level field passes through as it is, as in
+native mode (a client's ``extra_body`` reaches the upstream: vLLM's ``chat_template_kwargs``,
+``repetition_penalty``...). What cannot be carried is refused with a 400 that names the field.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from gateway.api.messages_blocks import system_text, turn_to_chat
 from gateway.api.sse import Usage, usage_from
 from gateway.errors import TranslationError
 
@@ -77,12 +78,12 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
     messages: list[Json] = []
     system = body.get("system")
     if system is not None:
-        messages.append({"role": "system", "content": _system_text(system)})
+        messages.append({"role": "system", "content": system_text(system)})
     turns = body.get("messages")
     if not isinstance(turns, list):
         raise TranslationError("messages: expected an array of messages.", "messages")
     for i, turn in enumerate(turns):
-        messages.extend(_turn(turn, f"messages.{i}"))
+        messages.extend(turn_to_chat(turn, f"messages.{i}"))
     out: Json = {"model": upstream_model, "messages": messages}
     max_tokens = body.get("max_tokens")
     if max_tokens is not None:
@@ -112,132 +113,6 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
     skipped = TRANSLATED | ANTHROPIC_ONLY
     out.update((k, v) for k, v in body.items() if k not in skipped and k not in out)
     return out
-
-
-def _system_text(system: object, where: str = "system") -> str:
-    if isinstance(system, str):
-        return system
-    if isinstance(system, list):
-        return "\n\n".join(_text_of(block, f"{where}.{i}") for i, block in enumerate(system))
-    raise TranslationError(f"{where}: expected a string or an array of text blocks.", where)
-
-
-def _text_of(block: object, where: str) -> str:
-    if (
-        isinstance(block, dict)
-        and block.get("type") == "text"
-        and isinstance(block.get("text"), str)
-    ):
-        return str(block["text"])
-    raise TranslationError(f"{where}: expected a text block.", where)
-
-
-def _blocks(content: object, where: str) -> list[Json]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if isinstance(content, list) and all(isinstance(b, dict) for b in content):
-        return content
-    raise TranslationError(f"{where}.content: expected a string or an array of blocks.", where)
-
-
-def _turn(turn: object, where: str) -> list[Json]:
-    """One turn; a ``system`` turn inside ``messages`` (Claude Code 2.1 sends one after the
-    first user turn) stays a system message where it stands."""
-    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system"):
-        raise TranslationError(
-            f"{where}.role: expected 'user', 'assistant' or 'system'.", f"{where}.role"
-        )
-    blocks = _blocks(turn.get("content"), where)
-    if turn["role"] == "system":
-        return [{"role": "system", "content": _system_text(blocks, f"{where}.content")}]
-    if turn["role"] == "assistant":
-        return [_assistant(blocks, where)]
-    return _user(blocks, where)
-
-
-def _assistant(blocks: list[Json], where: str) -> Json:
-    text: list[str] = []
-    calls: list[Json] = []
-    for i, block in enumerate(blocks):
-        kind = block.get("type")
-        if kind == "text":
-            text.append(_text_of(block, f"{where}.content.{i}"))
-        elif kind == "tool_use":
-            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
-            function = {"name": str(block.get("name", "")), "arguments": arguments}
-            calls.append({"id": str(block.get("id", "")), "type": "function", "function": function})
-        elif kind in ("thinking", "redacted_thinking"):
-            continue
-        else:
-            raise TranslationError(
-                f"{where}.content.{i}: block type {kind!r} is not supported in an assistant turn.",
-                f"{where}.content.{i}.type",
-            )
-    message: Json = {"role": "assistant", "content": "".join(text) or None}
-    if calls:
-        message["tool_calls"] = calls
-    return message
-
-
-def _user(blocks: list[Json], where: str) -> list[Json]:
-    """Tool results become ``tool`` messages, placed first: they answer the assistant turn just
-    before, which chat completions requires to be followed directly by its tool messages."""
-    results: list[Json] = []
-    parts: list[Json] = []
-    for i, block in enumerate(blocks):
-        at = f"{where}.content.{i}"
-        kind = block.get("type")
-        if kind == "tool_result":
-            text, images = _tool_result(block, at)
-            results.append(
-                {"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")), "content": text}
-            )
-            parts.extend(images)
-        elif kind == "text":
-            parts.append({"type": "text", "text": _text_of(block, at)})
-        elif kind == "image":
-            parts.append(_image(block, at))
-        else:
-            raise TranslationError(
-                f"{at}: block type {kind!r} is not supported in translate mode.", f"{at}.type"
-            )
-    out = list(results)
-    if parts:
-        only_text = all(p["type"] == "text" for p in parts)
-        content: object = "".join(p["text"] for p in parts) if only_text else parts
-        out.append({"role": "user", "content": content})
-    return out
-
-
-def _tool_result(block: Json, where: str) -> tuple[str, list[Json]]:
-    content = block.get("content")
-    if content is None:
-        content = ""
-    texts: list[str] = []
-    images: list[Json] = []
-    for i, part in enumerate(_blocks(content, where)):
-        if part.get("type") == "image":
-            images.append(_image(part, f"{where}.content.{i}"))
-        else:
-            texts.append(_text_of(part, f"{where}.content.{i}"))
-    text = "\n".join(texts)
-    if block.get("is_error") is True and not text:
-        text = "error"
-    return text, images
-
-
-def _image(block: Json, where: str) -> Json:
-    source = block.get("source")
-    if isinstance(source, dict) and source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
-    elif isinstance(source, dict) and source.get("type") == "url":
-        url = str(source.get("url", ""))
-    else:
-        raise TranslationError(
-            f"{where}.source: only base64 and url image sources can be translated.",
-            f"{where}.source",
-        )
-    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _tool(tool: object, where: str) -> Json | None:

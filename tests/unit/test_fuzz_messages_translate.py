@@ -25,13 +25,14 @@ SCALARS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=6),
     st.sampled_from(["user", "assistant", "system", "text", "tool_use", "tool_result", "image"]),
+    st.sampled_from(["tool_reference", "document", "search_result", "thinking", "base64", "url"]),
 )
 KEYS = st.sampled_from(
     (
         *("role", "content", "type", "text", "id", "name", "input", "source", "tool_use_id"),
         *("index", "delta", "tool_calls", "function", "arguments", "finish_reason", "usage"),
         *("choices", "prompt_tokens", "completion_tokens", "message", "error", "code"),
-        "stop_reason",
+        *("stop_reason", "tool_name", "title", "source", "data"),
     )
 )
 JSON = st.recursive(

@@ -288,6 +288,10 @@ def test_tool_choice(choice: dict[str, Any], expected: dict[str, Any]) -> None:
         ({"messages": [{"role": "user", "content": 5}]}, "messages.0"),
         (
             {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+            "messages.0.content.0.source",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "container_upload"}]}]},
             "messages.0.content.0.type",
         ),
         (

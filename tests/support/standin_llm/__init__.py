@@ -19,6 +19,8 @@ Controls, per request, as headers or as a ``"standin"`` object in the JSON body 
 - ``piece_bytes`` (body only): each content piece padded with ``x`` to this many characters
 - ``head_delay_ms`` (body only): delay before the response head (a model that never answers)
 - ``reply`` (body only): the answer's text, one chunk per space-separated word
+- ``tool_calls`` (body only): parallel calls of the tool in a chat completion, default 1; streamed,
+  their fragments interleave (every call's head, then each one's first half, then second half)
 
 The conversational routes (:mod:`.dialogues`) behave deterministically: chat completions calls a
 tool (streamed as OpenAI and vLLM do: index, id and name, then argument fragments;

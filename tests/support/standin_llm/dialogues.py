@@ -42,6 +42,11 @@ def _halves(text: str) -> tuple[str, str]:
     return text[:half], text[half:]
 
 
+def _parallel(call: Json, count: int) -> list[Json]:
+    """``count`` calls of the same tool, the ids after the first numbered."""
+    return [call, *({**call, "id": f"{call['id']}_{k}"} for k in range(1, count))]
+
+
 class DialogueRoutes(StandinCore):
     async def _generated(
         self, controls: Controls, request: web.Request, watch: StopWatch, record: RecordedRequest
@@ -73,7 +78,7 @@ class DialogueRoutes(StandinCore):
             call = None if watch.matched is not None else call
             message: Json = {"role": "assistant", "content": text or None, "refusal": None}
             if call is not None:
-                message["tool_calls"] = [call]
+                message["tool_calls"] = _parallel(call, controls.tool_calls)
             finish = "tool_calls" if call is not None else "stop"
             choice = {"message": message, "logprobs": None, "finish_reason": finish}
             choices = [{"index": k, **choice, "stop_reason": watch.matched} for k in range(n)]
@@ -95,7 +100,7 @@ class DialogueRoutes(StandinCore):
         async for piece in self._generated(controls, request, watch, record):
             await emit({"content": piece})
         if call is not None and watch.matched is None:
-            await self._stream_tool_call(emit, call)
+            await self._stream_tool_calls(emit, _parallel(call, controls.tool_calls))
             await emit({}, "tool_calls", stop_reason=None)
         else:
             await emit({}, "stop", stop_reason=watch.matched)
@@ -107,13 +112,18 @@ class DialogueRoutes(StandinCore):
         return response
 
     @staticmethod
-    async def _stream_tool_call(emit: Callable[..., Awaitable[None]], call: Json) -> None:
-        """As OpenAI and vLLM stream one: index, id, type and name first, then the arguments
-        in fragments."""
-        head = {**call, "index": 0, "function": {"name": call["function"]["name"]}}
-        await emit({"tool_calls": [head]})
-        for fragment in _halves(call["function"]["arguments"]):
-            await emit({"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]})
+    async def _stream_tool_calls(emit: Callable[..., Awaitable[None]], calls: list[Json]) -> None:
+        """As OpenAI and vLLM stream them: index, id, type and name first, then the arguments
+        in fragments; several calls' fragments interleave (index 0, 1, 0, 1...)."""
+        for k, call in enumerate(calls):
+            head = {**call, "index": k, "function": {"name": call["function"]["name"]}}
+            await emit({"tool_calls": [head]})
+        halves = [_halves(call["function"]["arguments"]) for call in calls]
+        for half in (0, 1):
+            for k, fragments in enumerate(halves):
+                await emit(
+                    {"tool_calls": [{"index": k, "function": {"arguments": fragments[half]}}]}
+                )
 
     async def _count_tokens(self, request: web.Request, record: RecordedRequest) -> Answer:
         body, _controls, _model = await self._prepare(request, record)

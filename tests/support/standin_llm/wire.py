@@ -147,6 +147,7 @@ class Controls:
     reply: str | None = None
     piece_bytes: int = 0
     head_delay_ms: float = 0.0
+    tool_calls: int = 1
 
     _HEADERS = (
         ("chunks", "x-standin-chunks", int),
