@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import h2.events
 
-from gateway.api.forwarding import forward_headers
+from gateway.api.upstream_call import forward_headers
 from tunnel.headers import filter_headers, response_headers
 from tunnel.session import SessionSettings, _Connection, _new_connection
 

@@ -32,6 +32,7 @@ JWT_ALGORITHMS: Final = frozenset(
 )
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 STORAGE_SCHEMES: Final = ("memory://", "redis://", "rediss://", "redis+unix://")
+MESSAGES_API_MODES: Final = ("native", "translate")  # [models.ALIAS] messages_api
 SECTIONS: Final = ("server", "admin", "tunnel", "auth", "limits", "models", "log")
 
 
@@ -96,7 +97,7 @@ class ModelRoute:
 
     upstream: str
     model: str
-    messages_api: str = "native"  # Anthropic's /v1/messages: the upstream serves it itself
+    messages_api: str = "native"  # Anthropic's /v1/messages: "native" or "translate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +254,10 @@ def _models(r: TableReader) -> dict[str, ModelRoute]:
 
 
 def _messages_api(t: TableReader) -> str:
-    """``messages_api``: only "native" in this build (see docs/configuration.md)."""
+    """``messages_api``: "native" (the default) or "translate" (see docs/configuration.md)."""
     mode = t.string("messages_api", "native")
-    if mode == "translate":
-        raise t.fail("messages_api", '"translate" is not supported yet')
-    if mode != "native":
-        raise t.fail("messages_api", f'expected "native", got {mode!r}')
+    if mode not in MESSAGES_API_MODES:
+        raise t.fail("messages_api", f'expected "native" or "translate", got {mode!r}')
     return mode
 
 

@@ -211,6 +211,22 @@ class UpstreamFailedError(ApiError):
     code = "upstream_error"
 
 
+class TokensUncountableError(ApiError):
+    """404: ``count_tokens`` for a model in translate mode whose upstream has no ``/tokenize``.
+    A 4xx, not a 5xx: nothing is wrong that a retry would mend (the SDKs retry a 5xx)."""
+
+    status = 404
+    error_type = "invalid_request_error"
+    code = "not_supported"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` cannot count tokens: the gateway translates its Messages"
+            " requests to chat completions, and its upstream has no /tokenize endpoint"
+            " (vLLM's) to count them with."
+        )
+
+
 class TunnelUnavailableError(ApiError):
     """503: no connector is serving the upstream the model lives on."""
 

@@ -1,5 +1,6 @@
 """Which requests the connector forwards (sans-IO): configured upstream names, the methods the
-gateway sends, ``/v1/`` paths that stay ``/v1/`` paths however often they are decoded.
+gateway sends, ``/v1/`` paths that stay ``/v1/`` paths however often they are decoded, and the
+few exact paths outside ``/v1/`` the gateway uses (:data:`EXACT_PATHS`).
 
 An upstream (or a framework or proxy in front of it) may percent-decode a path once, twice, or
 treat ``..;`` as ``..``; so the path is decoded until it stops changing, and what is left must be
@@ -15,6 +16,9 @@ from typing import Final
 from urllib.parse import unquote
 
 ALLOWED_PREFIX: Final = "/v1/"
+#: Outside /v1/, only these, byte for byte with no query: vLLM's /tokenize, with which the
+#: gateway counts the tokens of Anthropic Messages requests it translates (messages_api).
+EXACT_PATHS: Final = frozenset({"/tokenize"})
 #: The gateway sends POST for the API routes and GET for /v1/models (and the hello); nothing else.
 ALLOWED_METHODS: Final = frozenset({"GET", "POST"})
 #: Decodings after which a path must be stable; real clients need one at most.
@@ -58,6 +62,8 @@ def fully_decoded(path: str) -> str | None:
 
 def path_refusal(path: str) -> str | None:
     """Only ``/v1/`` paths whose full decoding is plain, non-empty, non-dot segments."""
+    if path in EXACT_PATHS:
+        return None
     if FORBIDDEN_CHARACTER.search(path):
         return f"path {path!r} contains characters that are not allowed"
     route = path.split("?", 1)[0]  # the query is the upstream's to read, not to route on

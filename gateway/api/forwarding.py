@@ -1,9 +1,11 @@
 """Forwarding one admitted API request through the tunnel.
 
-The request side (:func:`forward_headers`; the body in :mod:`gateway.api.body_rewrite`) is
-pure. :class:`UpstreamForwarder` awaits the response head, then answers (an
-:class:`~gateway.api.answer.Answer`) a JSON body (model rewritten, usage read) or streams SSE
-chunk by chunk through :class:`gateway.api.sse.SseRewriter`. It frees nothing itself: the tunnel
+What is sent and how the answer is read are chosen, pure, in :mod:`gateway.api.upstream_call`
+(the upstream's own API relayed, or Anthropic's Messages translated to and from chat
+completions). :class:`UpstreamForwarder` sends the call, awaits the response head, then answers
+(an :class:`~gateway.api.answer.Answer`) a JSON body through the call's reader or streams SSE
+chunk by chunk through the reader's rewriter (:class:`gateway.api.sse.SseRewriter`,
+:class:`gateway.api.messages_stream.MessageSseTranslator`). It frees nothing itself: the tunnel
 stream it opens is noted on the :class:`Exchange`, and :meth:`Services.close_exchange` runs once,
 from the ``finally`` that spans the request from admission to the last byte handed to the server
 (:meth:`gateway.api.routes.ApiRoutes.handle_call`): it closes the tunnel stream, frees the
@@ -25,13 +27,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from gateway.api.answer import Answer, sse_error_event
 from gateway.api.exchange import AdmissionLike, Exchange, LedgerLike, Services
-from gateway.api.models import ResolvedModel
-from gateway.api.sse import BodyRewriter, SseRewriter, model_replacements, rewrite_json_body
+from gateway.api.upstream_call import AnswerReader, StreamRewriter, UpstreamCall
 from gateway.errors import (
     AnswerCutError,
     ApiError,
@@ -49,15 +50,12 @@ __all__ = [  # the accounting types are re-exported: the app factory takes them 
     "LedgerLike",
     "Services",
     "UpstreamForwarder",
-    "forward_headers",
     "map_tunnel_error",
     "prompt_of",
 ]
 
 log = logging.getLogger("gateway.proxy")
 
-FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
-ANTHROPIC_HEADERS: Final = frozenset({"anthropic-version", "anthropic-beta"})  # Messages only
 KEEPALIVE: Final = b": keep-alive\n\n"
 SSE_HEADERS: Final = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -68,21 +66,6 @@ MAX_ERROR_BODY_BYTES: Final = 64 * 1024
 MAX_BUFFERED_ANSWER_BYTES: Final = 1 << 20  # a larger JSON answer is passed on piece by piece
 CONNECTOR_ANSWER_HEADER: Final = "x-tunnel-answer"  # set on the connector's own answers
 Json = dict[str, Any]
-
-
-# --------------------------------------------------------------------------- request side
-
-
-def forward_headers(
-    headers: Iterable[tuple[str, str]], also: frozenset[str] = frozenset()
-) -> list[tuple[str, str]]:
-    """Only the headers an upstream needs (and the route's own, ``also``); never the client's
-    ``authorization`` or ``x-api-key``."""
-    allowed = FORWARDED_HEADERS | also
-    out = [(k.lower(), v) for k, v in headers if k.lower() in allowed]
-    if not any(k == "content-type" for k, _ in out):
-        out.append(("content-type", "application/json"))
-    return out
 
 
 def prompt_of(body: Mapping[str, Any]) -> object:
@@ -145,44 +128,28 @@ class UpstreamForwarder:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def forward(
-        self,
-        ex: Exchange,
-        resolved: ResolvedModel,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        *,
-        drop_usage_chunk: bool,
-    ) -> Answer:
-        """Send the request and return the client's answer; ``upstream_timeout_s`` counts from
-        now, whatever keep-alives a stream sends meanwhile. Tunnel failures raise the client's
-        502 / 503 as :class:`~gateway.errors.ApiError`."""
-        pairs = model_replacements(resolved.model, resolved.name)
+    async def forward(self, ex: Exchange, upstream: str, call: UpstreamCall) -> Answer:
+        """Send ``call`` to ``upstream`` and return the client's answer; ``upstream_timeout_s``
+        counts from now, whatever keep-alives a stream sends meanwhile. Tunnel failures raise
+        the client's 502 / 503 as :class:`~gateway.errors.ApiError`."""
         deadline = asyncio.get_running_loop().time() + self.s.upstream_timeout_s
-        request = self.s.pool.request(resolved.upstream, "POST", ex.route, headers, body)
+        request = self.s.pool.request(upstream, "POST", call.path, call.headers, call.body)
         if ex.stream:
             ex.pending = asyncio.ensure_future(request)
-            rewriter = SseRewriter(pairs, drop_usage_chunk=drop_usage_chunk)
-            return await self._start_stream(ex, rewriter, pairs, deadline)
+            return await self._start_stream(ex, call.reader, deadline)
         try:
             async with asyncio.timeout_at(deadline):
                 ex.upstream = await request
         except (TunnelError, TimeoutError) as exc:
             raise self._mapped(ex, exc) from None
-        return await self._complete(ex, ex.upstream, pairs, deadline)
+        return await self._complete(ex, ex.upstream, call.reader, deadline)
 
     def _mapped(self, ex: Exchange, exc: BaseException) -> ApiError:
         mapped = map_tunnel_error(exc, ex.request_id)
         ex.status = mapped.status
         return mapped
 
-    async def _start_stream(
-        self,
-        ex: Exchange,
-        rewriter: SseRewriter,
-        pairs: tuple[tuple[bytes, bytes], ...],
-        deadline: float,
-    ) -> Answer:
+    async def _start_stream(self, ex: Exchange, reader: AnswerReader, deadline: float) -> Answer:
         """Wait up to one keep-alive interval for the head: a quick error is passed through
         with its own status; a slow head gets 200 at once and comments until it comes."""
         task = ex.pending
@@ -190,24 +157,21 @@ class UpstreamForwarder:
         left = deadline - asyncio.get_running_loop().time()
         await asyncio.wait({task}, timeout=max(0.0, min(self.s.keepalive_s, left)))
         if not task.done():
-            return self._sse_response(ex, self._late_stream(ex, task, rewriter, deadline))
+            return self._sse_response(ex, self._late_stream(ex, task, reader.stream(), deadline))
         ex.pending = None
         try:
             response = ex.upstream = task.result()
         except (TunnelError, TimeoutError) as exc:
             raise self._mapped(ex, exc) from None
         if response.status == 200 and is_event_stream(response):
-            return self._sse_response(ex, self._stream(ex, response, rewriter))
-        return await self._complete(ex, response, pairs, deadline)
+            return self._sse_response(ex, self._stream(ex, response, reader.stream()))
+        return await self._complete(ex, response, reader, deadline)
 
     async def _complete(
-        self,
-        ex: Exchange,
-        response: TunnelResponse,
-        pairs: tuple[tuple[bytes, bytes], ...],
-        deadline: float,
+        self, ex: Exchange, response: TunnelResponse, reader: AnswerReader, deadline: float
     ) -> Answer:
-        """A JSON answer (or an error passed through): read whole when small, else streamed."""
+        """A JSON answer (or an error, in the client's shape): read whole when small, else
+        passed on piece by piece when the reader can."""
         try:
             async with asyncio.timeout_at(deadline):
                 data, complete = await read_upto(response, MAX_BUFFERED_ANSWER_BYTES)
@@ -218,13 +182,18 @@ class UpstreamForwarder:
         ok = 200 <= response.status < 300
         if not ok and complete and from_connector(response, data):
             raise self._connector_failed(ex, response, data)
-        ctype = content_type(response)
+        ctype = reader.content_type or content_type(response)
         if complete:
             if ok:
-                data, ex.usage = rewrite_json_body(data, pairs)
+                data, ex.usage = reader.whole(data)
+            else:
+                data = reader.error(response.status, data)
             await self.s.settle(ex)
             return Answer(response.status, (("content-type", ctype),), data)
-        rewriter = BodyRewriter(pairs if ok else ())
+        rewriter = reader.pieces(ok)
+        if rewriter is None:
+            log.warning("request %s: over %d bytes to translate", ex.request_id, len(data))
+            raise UpstreamFailedError("The upstream's answer is too large to translate.")
         body = self._relay(ex, response, rewriter, data)
         return Answer(response.status, (("content-type", ctype),), body)
 
@@ -241,7 +210,7 @@ class UpstreamForwarder:
         return UpstreamFailedError(upstream_failed_message(ex.request_id))
 
     async def _relay(
-        self, ex: Exchange, response: TunnelResponse, rewriter: BodyRewriter, first: bytes
+        self, ex: Exchange, response: TunnelResponse, rewriter: StreamRewriter, first: bytes
     ) -> AsyncIterator[bytes]:
         """A large answer piece by piece, each read only once the previous one is sent; a
         tunnel failure, or an upstream silent for ``upstream_timeout_s``, cuts it."""
@@ -263,7 +232,7 @@ class UpstreamForwarder:
         if tail:
             yield tail
 
-    async def _settled_tail(self, ex: Exchange, rewriter: BodyRewriter | SseRewriter) -> bytes:
+    async def _settled_tail(self, ex: Exchange, rewriter: StreamRewriter) -> bytes:
         """At the upstream's end: what the rewriter still holds, returned only once the
         request is settled (tokens charged, ledger row committed), so the client's last bytes
         never come before its row."""
@@ -280,7 +249,7 @@ class UpstreamForwarder:
         self,
         ex: Exchange,
         task: asyncio.Future[TunnelResponse],
-        rewriter: SseRewriter,
+        rewriter: StreamRewriter,
         deadline: float,
     ) -> AsyncIterator[bytes]:
         """The head was slow: 200 is already sent, so comments keep the line alive meanwhile
@@ -330,7 +299,7 @@ class UpstreamForwarder:
         return sse_error_event(self._mapped(ex, exc), ex.error_shape)
 
     async def _stream(
-        self, ex: Exchange, response: TunnelResponse, rewriter: SseRewriter
+        self, ex: Exchange, response: TunnelResponse, rewriter: StreamRewriter
     ) -> AsyncIterator[bytes]:
         """Relay SSE as it arrives. Whenever the upstream is silent for ``keepalive_s`` (the
         model reading a long prompt), an SSE comment goes out: it sits between events, because

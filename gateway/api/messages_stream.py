@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.api.messages_translate import error_body, message_id, stop_of
-from gateway.api.sse import _last_boundary, event_data
+from gateway.api.messages_translate import error_body, items, message_id, obj, stop_of
+from gateway.api.sse import Usage, _last_boundary, event_data, usage_from
 
 Json = dict[str, Any]
 Event = tuple[str, Json]
@@ -44,6 +44,7 @@ class MessageStream:
     input_tokens: int = 0
     output_tokens: int = 0
     deltas: int = 0
+    usage_seen: bool = False  # the upstream's usage chunk came
     _id: str | None = None
     _started: bool = False
     _block: _Block | None = None
@@ -60,12 +61,12 @@ class MessageStream:
             events.extend(self._start(chunk.get("id")))
         if "error" in chunk and not chunk.get("choices"):
             return events + self.fail(chunk.get("error"))
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.input_tokens = int(usage.get("prompt_tokens") or 0)
-            self.output_tokens = int(usage.get("completion_tokens") or 0)
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+        usage = usage_from({"usage": chunk.get("usage")})  # counts read leniently
+        if usage is not None:
+            self.usage_seen = True
+            self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
+        for choice in items(chunk.get("choices")):
+            if choice.get("index", 0) == 0:
                 events.extend(self._choice(choice))
         return events
 
@@ -84,12 +85,17 @@ class MessageStream:
         events.append(("message_stop", {"type": "message_stop"}))
         return events
 
-    def fail(self, error: object, status: int = 500) -> list[Event]:
-        """The stream broke: Anthropic's ``error`` event, and nothing after it."""
+    def fail(self, error: object) -> list[Event]:
+        """The upstream sent an error in the stream (vLLM's ``{"error": {...}}`` chunk, its
+        ``code`` the HTTP status): Anthropic's ``error`` event, and nothing after it."""
         self._ended = True
-        message = "The upstream failed."
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            message = error["message"]
+        message, status = "The upstream failed.", 500
+        if isinstance(error, dict):
+            if isinstance(error.get("message"), str):
+                message = error["message"]
+            code = error.get("code")
+            if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+                status = code
         return [("error", error_body(status, message))]
 
     def _start(self, chat_id: object) -> list[Event]:
@@ -112,23 +118,23 @@ class MessageStream:
 
     def _choice(self, choice: Json) -> list[Event]:
         events: list[Event] = []
-        delta = choice.get("delta") or {}
+        delta = obj(choice.get("delta"))
         text = delta.get("content")
         if isinstance(text, str) and text:
             if self._block is None or self._block.kind != "text":
                 events.extend(self._open("text", {"type": "text", "text": ""}))
             events.append(self._delta({"type": "text_delta", "text": text}))
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict):
-                events.extend(self._tool_fragment(call))
+        for call in items(delta.get("tool_calls")):
+            events.extend(self._tool_fragment(call))
         if choice.get("finish_reason"):
             self._stop = stop_of(choice, self.stops)
         return events
 
     def _tool_fragment(self, call: Json) -> list[Event]:
         events: list[Event] = []
-        position = int(call.get("index") or 0)
-        function = call.get("function") or {}
+        position = call.get("index")
+        position = position if isinstance(position, int) and not isinstance(position, bool) else 0
+        function = obj(call.get("function"))
         if position not in self._tools:
             block = {
                 "type": "tool_use",
@@ -181,11 +187,22 @@ def encode_events(events: Iterable[Event]) -> bytes:
 
 
 class MessageSseTranslator:
-    """A chat completions SSE byte stream in, a Messages SSE byte stream out."""
+    """A chat completions SSE byte stream in, a Messages SSE byte stream out.
+
+    It reads like :class:`gateway.api.sse.SseRewriter` to the forwarder (``feed``, ``flush``,
+    ``usage``), which relays it the same way: each upstream chunk's events go out as it comes.
+    """
 
     def __init__(self, alias: str, stops: Iterable[str] = ()) -> None:
         self.stream = MessageStream(alias, tuple(stops))
         self._pending = b""
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's token counts once its usage chunk came (``include_usage``)."""
+        if not self.stream.usage_seen:
+            return None
+        return Usage(self.stream.input_tokens, self.stream.output_tokens)
 
     def feed(self, data: bytes) -> bytes:
         data = self._pending + data
@@ -199,8 +216,7 @@ class MessageSseTranslator:
         events = self._events(tail) if tail.strip() else []
         return encode_events([*events, *self.stream.closing_events()])
 
-    def fail(self, message: str, status: int = 502) -> bytes:
-        return encode_events(self.stream.fail({"message": message}, status))
+    flush = close  # the forwarder's name for the end of the upstream's stream
 
     def _events(self, data: bytes) -> list[Event]:
         events: list[Event] = []

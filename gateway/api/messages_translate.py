@@ -7,9 +7,11 @@ stream direction is :mod:`gateway.api.messages_stream`.
 
 What has no counterpart is dropped, never invented: ``cache_control``, ``thinking`` and
 ``redacted_thinking`` blocks of earlier turns, server tools (they have no ``input_schema``),
-``metadata`` other than ``user_id``, and the upstream's ``reasoning_content``. What cannot be
-carried faithfully (documents, image sources other than base64 and URLs) is refused with a 400
-that names the field.
+``metadata`` other than ``user_id``, the request fields only Anthropic's API knows
+(:data:`ANTHROPIC_ONLY`), and the upstream's ``reasoning_content``. Any other top-level field
+passes through as it is, as in native mode (a client's ``extra_body`` reaches the upstream:
+vLLM's ``chat_template_kwargs``, ``repetition_penalty``...). What cannot be carried faithfully
+(documents, image sources other than base64 and URLs) is refused with a 400 that names the field.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
+from gateway.api.sse import Usage, usage_from
 from gateway.errors import TranslationError
 
 Json = dict[str, Any]
@@ -47,6 +50,16 @@ ERROR_TYPES: Final = {
     529: "overloaded_error",
 }
 _SAMPLING: Final = ("temperature", "top_p", "top_k")
+#: the Messages fields :func:`messages_to_chat` translates
+TRANSLATED: Final = frozenset(
+    {"model", "messages", "system", "max_tokens", "stop_sequences", "stream", "tools"}
+    | {"tool_choice", "metadata", *_SAMPLING}
+)
+#: Messages fields with no chat completions counterpart: dropped
+ANTHROPIC_ONLY: Final = frozenset(
+    {"thinking", "service_tier", "container", "mcp_servers", "context_management"}
+    | {"anthropic_version", "anthropic_beta", "output_format", "output_config"}
+)
 
 
 def error_type(status: int) -> str:
@@ -78,6 +91,10 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
         if body.get(name) is not None:
             out[name] = body[name]
     stops = body.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(s, str) for s in stops)
+    ):
+        raise TranslationError("stop_sequences: expected an array of strings.", "stop_sequences")
     if stops:
         out["stop"] = list(stops)
     tools = [_tool(t, f"tools.{i}") for i, t in enumerate(body.get("tools") or [])]
@@ -91,16 +108,18 @@ def messages_to_chat(body: Json, upstream_model: str) -> Json:
         out["user"] = metadata["user_id"]
     if body.get("stream") is True:
         out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
+        out["stream_options"] = {"include_usage": True}  # usage is known at the end
+    skipped = TRANSLATED | ANTHROPIC_ONLY
+    out.update((k, v) for k, v in body.items() if k not in skipped and k not in out)
     return out
 
 
-def _system_text(system: object) -> str:
+def _system_text(system: object, where: str = "system") -> str:
     if isinstance(system, str):
         return system
     if isinstance(system, list):
-        return "\n\n".join(_text_of(block, f"system.{i}") for i, block in enumerate(system))
-    raise TranslationError("system: expected a string or an array of text blocks.", "system")
+        return "\n\n".join(_text_of(block, f"{where}.{i}") for i, block in enumerate(system))
+    raise TranslationError(f"{where}: expected a string or an array of text blocks.", where)
 
 
 def _text_of(block: object, where: str) -> str:
@@ -122,9 +141,15 @@ def _blocks(content: object, where: str) -> list[Json]:
 
 
 def _turn(turn: object, where: str) -> list[Json]:
-    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
-        raise TranslationError(f"{where}.role: expected 'user' or 'assistant'.", f"{where}.role")
+    """One turn; a ``system`` turn inside ``messages`` (Claude Code 2.1 sends one after the
+    first user turn) stays a system message where it stands."""
+    if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system"):
+        raise TranslationError(
+            f"{where}.role: expected 'user', 'assistant' or 'system'.", f"{where}.role"
+        )
     blocks = _blocks(turn.get("content"), where)
+    if turn["role"] == "system":
+        return [{"role": "system", "content": _system_text(blocks, f"{where}.content")}]
     if turn["role"] == "assistant":
         return [_assistant(blocks, where)]
     return _user(blocks, where)
@@ -281,17 +306,27 @@ def tool_input(arguments: object) -> Json:
     return value if isinstance(value, dict) else {"_arguments": value}
 
 
+def obj(value: object) -> Json:
+    """``value`` if it is a JSON object, else an empty one (an upstream's answer is read
+    leniently: what is not where it should be is absent)."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: object) -> list[Json]:
+    """The objects in ``value`` if it is an array, else none."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json:
     """A whole chat completion as a Message."""
-    choices = answer.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    choice = next(iter(items(answer.get("choices"))), {})
+    message = obj(choice.get("message"))
     content: list[Json] = []
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    for call in items(message.get("tool_calls")):
+        function = obj(call.get("function"))
         content.append(
             {
                 "type": "tool_use",
@@ -301,7 +336,7 @@ def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json
             }
         )
     reason, sequence = stop_of(choice, stops)
-    usage = answer.get("usage") or {}
+    usage = usage_from({"usage": answer.get("usage")}) or Usage()
     return {
         "id": message_id(answer.get("id")),
         "type": "message",
@@ -310,10 +345,7 @@ def chat_to_message(answer: Json, alias: str, stops: Iterable[str] = ()) -> Json
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
-        "usage": {
-            "input_tokens": int(usage.get("prompt_tokens") or 0),
-            "output_tokens": int(usage.get("completion_tokens") or 0),
-        },
+        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
     }
 
 

@@ -30,6 +30,7 @@ class ResolvedModel:
     name: str  # what the client asked for, and what it gets back in ``model``
     upstream: str  # the connector-side upstream name
     model: str  # the name the upstream knows
+    messages_api: str = "native"  # how /v1/messages reaches it: "native" or "translate"
 
 
 class ModelMap:
@@ -38,8 +39,11 @@ class ModelMap:
     def __init__(self, routes: Mapping[str, ModelRoute]) -> None:
         self._aliases = dict(routes)
         self._listed: dict[str, str] = {}  # upstream model id -> upstream name
+        self._modes: dict[tuple[str, str], str] = {}  # (upstream, model) -> messages_api
         for route in routes.values():
             self._listed.setdefault(route.model, route.upstream)
+            if route.messages_api != "native":
+                self._modes[route.upstream, route.model] = route.messages_api
 
     @property
     def upstreams(self) -> set[str]:
@@ -51,11 +55,15 @@ class ModelMap:
             self._listed.setdefault(model_id, upstream)
 
     def lookup(self, name: str) -> ResolvedModel | None:
+        """An alias, or a model's own id; the own id takes the ``messages_api`` of an alias that
+        names it (the mode says what the upstream serves, not what the client calls it)."""
         route = self._aliases.get(name)
         if route is not None:
-            return ResolvedModel(name, route.upstream, route.model)
+            return ResolvedModel(name, route.upstream, route.model, route.messages_api)
         upstream = self._listed.get(name)
-        return None if upstream is None else ResolvedModel(name, upstream, name)
+        if upstream is None:
+            return None
+        return ResolvedModel(name, upstream, name, self._modes.get((upstream, name), "native"))
 
     def may_use(self, allowed: frozenset[str] | None, resolved: ResolvedModel) -> bool:
         """Permission follows the names the identity was given: allowed when it was given

@@ -10,8 +10,9 @@ failing (STYLE 14).
 Every answer is an :class:`~gateway.api.answer.Answer`. Once the caller is known it carries the
 limiter's ``x-ratelimit-*`` headers (read without being charged when the request is not
 admitted: 400, 404, 413 and ``/v1/models``). Errors are in OpenAI's shape, with OpenAI's codes;
-on Anthropic's Messages routes (forwarded natively to the upstream's own ``/v1/messages``) they
-are in Anthropic's shape, ``x-api-key`` is accepted, and the limit headers are Anthropic's.
+on Anthropic's Messages routes (forwarded to the upstream's own ``/v1/messages``, or translated
+to chat completions: :mod:`gateway.api.upstream_call`) they are in Anthropic's shape,
+``x-api-key`` is accepted, and the limit headers are Anthropic's.
 """
 
 from __future__ import annotations
@@ -34,17 +35,11 @@ from gateway.api.answer import (
     json_answer,
     openai_shape,
 )
-from gateway.api.body_rewrite import client_asked_usage, upstream_body, wants_stream
-from gateway.api.forwarding import (
-    ANTHROPIC_HEADERS,
-    AdmissionLike,
-    Exchange,
-    UpstreamForwarder,
-    forward_headers,
-    prompt_of,
-)
+from gateway.api.body_rewrite import wants_stream
+from gateway.api.forwarding import AdmissionLike, Exchange, UpstreamForwarder, prompt_of
 from gateway.api.models import ModelCatalog, ResolvedModel
 from gateway.api.request_body import parse_body_async
+from gateway.api.upstream_call import MESSAGES_ROUTES, upstream_call
 from gateway.auth.identity import Identity
 from gateway.errors import ApiError, ModelNotFoundError
 from gateway.limits.estimate import estimate_tokens
@@ -53,7 +48,6 @@ from gateway.metrics import refusal_record
 
 log = logging.getLogger("gateway.routes")
 
-MESSAGES_ROUTES: Final = ("/v1/messages", "/v1/messages/count_tokens")  # Anthropic's, native
 API_ROUTES: Final = (
     "/v1/chat/completions",
     "/v1/completions",
@@ -225,15 +219,9 @@ class ApiRoutes:
         shape: ErrorShape,
     ) -> Answer:
         """The admitted request's answer: the upstream's, or an error in the route's shape."""
-        messages = call.route in MESSAGES_ROUTES
         try:
-            answer = await self.forwarder.forward(
-                ex,
-                resolved,
-                forward_headers(call.headers, ANTHROPIC_HEADERS if messages else frozenset()),
-                upstream_body(raw, body, call.route, resolved),
-                drop_usage_chunk=ex.stream and not messages and not client_asked_usage(body),
-            )
+            sent = upstream_call(call.route, call.headers, raw, body, resolved)
+            answer = await self.forwarder.forward(ex, resolved.upstream, sent)
         except ApiError as exc:
             ex.status = exc.status
             answer = error_answer(exc, shape=shape)

@@ -34,7 +34,12 @@ def toml_value(value: Any) -> str:
 
 
 def gateway_toml(
-    tmp: Path, pki: PkiPaths, tunnel_extra: dict[str, Any] | None = None, **server: Any
+    tmp: Path,
+    pki: PkiPaths,
+    tunnel_extra: dict[str, Any] | None = None,
+    *,
+    messages_api: str = "native",
+    **server: Any,
 ) -> Path:
     srv = {
         "listen": "127.0.0.1:0",
@@ -60,7 +65,8 @@ def gateway_toml(
     lines += [f"{k} = {toml_value(v)}" for k, v in tunnel.items()]
     lines += ["[auth]", 'keys_db = "gateway.db"', "[limits]", "rpm = 0", "tpm = 0"]
     lines += ["concurrency = 0", '[models."qwen3-coder"]', 'upstream = "office-llm"']
-    lines += [f"model = {toml_value(UP)}", "[models.embed]", 'upstream = "office-llm"']
+    lines += [f"model = {toml_value(UP)}", f"messages_api = {toml_value(messages_api)}"]
+    lines += ["[models.embed]", 'upstream = "office-llm"']
     lines += ['model = "text-embedding-test"', "[log]", 'access_log = "access.log"']
     path = tmp / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -164,15 +170,19 @@ async def gateway_rig(
     server: dict[str, Any] | None = None,
     key_args: tuple[str, ...] = (),
     upstream_url: str | None = None,
+    messages_api: str = "native",
+    tokenize: bool = True,
 ) -> AsyncIterator[GatewayRig]:
     """A gateway (``server`` keys added to ``[server]``), a key ``alice`` created with
     ``key_args``, and unless ``connector`` is False a connector to the stand-in (or to
-    ``upstream_url``), the tunnel up."""
+    ``upstream_url``), the tunnel up. With ``messages_api = "translate"`` the model
+    ``qwen3-coder`` is translated and the stand-in serves no ``/v1/messages`` (a chat-only
+    upstream); ``tokenize`` says whether it serves vLLM's ``/tokenize``."""
     pki = make_pki(tmp / "pki")
-    toml = gateway_toml(tmp, pki, tunnel_extra, **(server or {}))
+    toml = gateway_toml(tmp, pki, tunnel_extra, messages_api=messages_api, **(server or {}))
     key = create_key(toml, "alice", *key_args)
     ready = tmp / "ready.json"
-    standin = StandinLLM()
+    standin = StandinLLM(messages_api=messages_api == "native", tokenize=tokenize)
     await standin.start()
     gateway = our_command(
         "gateway", "serve", "-c", str(toml), "--ready-file", str(ready),

@@ -1,5 +1,7 @@
-"""Anthropic's Messages API through the real gateway, connector and stand-in (native mode),
-driven by the official ``anthropic`` SDK (which speaks through ``httpx2``)."""
+"""Anthropic's Messages API through the real gateway, connector and stand-in, driven by the
+official ``anthropic`` SDK (which speaks through ``httpx2``), in both upstream modes: ``native``
+(the stand-in serves ``/v1/messages``) and ``translate`` (a chat-only stand-in: the gateway
+speaks chat completions to it and ``/tokenize`` to count)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import httpx2
 import pytest
 
@@ -19,6 +22,12 @@ from tests.support.procs import run_command
 from tests.support.standin_llm.wire import TOOL_INPUT
 
 MODEL = "qwen3-coder"
+MODES = ("native", "translate")
+#: where each mode sends /v1/messages and /v1/messages/count_tokens
+UPSTREAM_PATHS = {
+    "native": ("/v1/messages", "/v1/messages/count_tokens"),
+    "translate": ("/v1/chat/completions", "/tokenize"),
+}
 TURNS: list[Any] = [{"role": "user", "content": "hello there"}]
 WEATHER_TOOL: Any = {
     "name": "get_weather",
@@ -27,9 +36,16 @@ WEATHER_TOOL: Any = {
 }
 
 
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[GatewayRig]:
-    async with gateway_rig(tmp_path) as rig:
+async def rig(tmp_path: Path, mode: str) -> AsyncIterator[GatewayRig]:
+    """The gateway with ``qwen3-coder`` in ``mode`` (and a stand-in to match)."""
+    async with gateway_rig(tmp_path, messages_api=mode) as rig:
         yield rig
 
 
@@ -55,26 +71,39 @@ def ledger_rows(rig: GatewayRig) -> list[dict[str, Any]]:
     return rows
 
 
-async def test_messages_whole_and_streamed_with_usage(rig: GatewayRig) -> None:
+async def metrics_text(rig: GatewayRig) -> str:
+    async with httpx.AsyncClient() as plain:
+        return (await plain.get(f"http://127.0.0.1:{rig.ports['admin']}/metrics")).text
+
+
+async def test_messages_whole_and_streamed_with_usage(rig: GatewayRig, mode: str) -> None:
     client = sdk(rig, api_key=rig.key)
     whole = await client.messages.create(model=MODEL, max_tokens=64, messages=TURNS)
     assert whole.model == MODEL
+    assert whole.id.startswith("msg_")
     assert whole.stop_reason == "end_turn"
     assert whole.content[0].type == "text"
     assert whole.content[0].text
+    assert (whole.usage.input_tokens, whole.usage.output_tokens) == (2, 5)
     async with client.messages.stream(model=MODEL, max_tokens=64, messages=TURNS) as stream:
         texts = [text async for text in stream.text_stream]
         final = await stream.get_final_message()
     assert "".join(texts) == final.content[0].text
+    assert len(texts) == 5  # relayed piece by piece, in both modes
     assert final.model == MODEL  # message_start's model renamed back to the alias
     assert (final.usage.input_tokens, final.usage.output_tokens) == (2, 5)
 
-    upstream = [r for r in rig.standin.requests if r.path == "/v1/messages"]
+    upstream = [r for r in rig.standin.requests if r.path == UPSTREAM_PATHS[mode][0]]
     assert [r.model for r in upstream] == [UP, UP]
-    versions = {r.headers.get("anthropic-version") for r in upstream}
-    assert len(versions) == 1
-    assert None not in versions  # the SDK's own anthropic-version reached the upstream
     assert all("x-api-key" not in r.headers for r in upstream)
+    if mode == "native":
+        versions = {r.headers.get("anthropic-version") for r in upstream}
+        assert len(versions) == 1
+        assert None not in versions  # the SDK's own anthropic-version reached the upstream
+    else:  # chat completions, asked for the usage of the stream
+        assert upstream[0].body == {"model": UP, "messages": TURNS, "max_tokens": 64}
+        assert upstream[1].body["stream_options"] == {"include_usage": True}
+        assert all("anthropic-version" not in r.headers for r in upstream)
     lines = await rig.wait_access_lines(2)
     assert [(x["route"], x["status"]) for x in lines] == [("/v1/messages", 200)] * 2
     assert [(x["prompt_tokens"], x["completion_tokens"]) for x in lines] == [(2, 5)] * 2
@@ -82,26 +111,72 @@ async def test_messages_whole_and_streamed_with_usage(rig: GatewayRig) -> None:
     assert [(r["requests"], r["prompt_tokens"], r["completion_tokens"]) for r in rows] == [
         (2, 4, 10)
     ]
+    labels = 'model="qwen3-coder",route="/v1/messages",status="200"'
+    assert f"gateway_requests_total{{{labels}}} 2.0" in await metrics_text(rig)
 
 
-async def test_messages_tool_use_whole_and_streamed(rig: GatewayRig) -> None:
+async def test_messages_stream_is_relayed_as_it_comes(rig: GatewayRig) -> None:
+    """Each upstream chunk goes out when it comes (translated or not), not at the end."""
+    client = sdk(rig, api_key=rig.key)
+    arrivals: list[float] = []
+    async with client.messages.stream(
+        model=MODEL,
+        max_tokens=64,
+        messages=TURNS,
+        extra_body={"standin": {"chunks": 5, "pace_ms": 150}},
+    ) as stream:
+        async for _text in stream.text_stream:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] >= 0.45
+
+
+async def test_a_slow_upstream_head_gets_keepalives_then_the_stream(rig: GatewayRig) -> None:
+    """The upstream takes longer than ``sse_keepalive_s`` (0.3 s) to answer: the client has its
+    200 and SSE comments meanwhile, then the whole Messages stream."""
+    body = {
+        "model": MODEL, "max_tokens": 64, "messages": TURNS, "stream": True,
+        "standin": {"head_delay_ms": 1000},
+    }  # fmt: skip
+    async with (
+        rig.http() as http,
+        http.stream(
+            "POST",
+            f"https://localhost:{rig.ports['public']}/v1/messages",
+            json=body,
+            headers={"x-api-key": rig.key},
+        ) as resp,
+    ):
+        lines = [line async for line in resp.aiter_lines() if line]
+    assert resp.status_code == 200
+    assert lines[0] == ": keep-alive"
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events[0] == "message_start"
+    assert events[-2:] == ["message_delta", "message_stop"]
+    assert events.count("content_block_delta") == 5
+
+
+async def test_messages_tool_use_round_trip_whole_and_streamed(rig: GatewayRig, mode: str) -> None:
     client = sdk(rig, api_key=rig.key)
     whole = await client.messages.create(
         model=MODEL, max_tokens=64, messages=TURNS, tools=[WEATHER_TOOL]
     )
     assert whole.stop_reason == "tool_use"
+    assert [b.type for b in whole.content] == ["text", "tool_use"]
     tool = whole.content[-1]
     assert (tool.type, tool.name, tool.input) == ("tool_use", "get_weather", TOOL_INPUT)
     async with client.messages.stream(
         model=MODEL, max_tokens=64, messages=TURNS, tools=[WEATHER_TOOL]
     ) as stream:
+        kinds = [event.type async for event in stream]
         final = await stream.get_final_message()
     assert final.stop_reason == "tool_use"
     assert final.content[-1].type == "tool_use"
     assert final.content[-1].input == TOOL_INPUT  # assembled from input_json_delta pieces
+    assert kinds.count("input_json") == 2
     answered = [
         *TURNS,
-        {"role": "assistant", "content": [tool.model_dump()]},
+        {"role": "assistant", "content": [b.model_dump() for b in whole.content]},
         {
             "role": "user",
             "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "sunny"}],
@@ -111,14 +186,33 @@ async def test_messages_tool_use_whole_and_streamed(rig: GatewayRig) -> None:
         model=MODEL, max_tokens=64, messages=answered, tools=[WEATHER_TOOL]
     )
     assert [b.type for b in after.content] == ["text"]
+    assert after.stop_reason == "end_turn"
+    if mode == "translate":  # tool_use / tool_result as tool_calls / a tool message
+        sent = rig.standin.requests[-1].body["messages"]
+        assert sent[-2]["tool_calls"][0]["id"] == tool.id
+        assert json.loads(sent[-2]["tool_calls"][0]["function"]["arguments"]) == TOOL_INPUT
+        assert sent[-1] == {"role": "tool", "tool_call_id": tool.id, "content": "sunny"}
+        assert rig.standin.requests[0].body["tools"][0]["function"]["name"] == "get_weather"
 
 
-async def test_messages_bearer_beta_query_and_count_tokens(rig: GatewayRig) -> None:
+async def test_messages_stop_sequences(rig: GatewayRig) -> None:
+    client = sdk(rig, api_key=rig.key)
+    args: Any = {"model": MODEL, "max_tokens": 64, "messages": TURNS}
+    whole = await client.messages.create(**args, stop_sequences=["stand-in"])
+    async with client.messages.stream(**args, stop_sequences=["nothing", "from"]) as stream:
+        final = await stream.get_final_message()
+    assert (whole.stop_reason, whole.stop_sequence) == ("stop_sequence", "stand-in")
+    assert whole.content[0].text == "Hello from the "  # type: ignore[union-attr]
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "from")
+    assert final.content[0].text == "Hello "  # type: ignore[union-attr]
+
+
+async def test_messages_bearer_beta_query_and_count_tokens(rig: GatewayRig, mode: str) -> None:
     client = sdk(rig, token=rig.key)
     answer = await client.messages.create(model=MODEL, max_tokens=16, messages=TURNS)
     assert answer.content[0].text
     counted = await client.messages.count_tokens(model=MODEL, messages=TURNS)
-    assert counted.input_tokens == 2
+    assert counted.input_tokens == 2  # native: its count_tokens; translate: vLLM's /tokenize
     async with rig.http() as http:
         resp = await http.post(
             f"https://localhost:{rig.ports['public']}/v1/messages?beta=true",
@@ -128,14 +222,35 @@ async def test_messages_bearer_beta_query_and_count_tokens(rig: GatewayRig) -> N
     assert resp.status_code == 200, resp.text
     assert resp.headers["anthropic-ratelimit-requests-limit"]
     upstream = rig.standin.requests
-    paths = ["/v1/messages", "/v1/messages/count_tokens", "/v1/messages"]
-    assert [r.path for r in upstream] == paths
-    assert upstream[-1].headers.get("anthropic-beta") == "tools-2024-04-04"
+    send, count = UPSTREAM_PATHS[mode]
+    assert [r.path for r in upstream] == [send, count, send]
+    if mode == "native":
+        assert upstream[-1].headers.get("anthropic-beta") == "tools-2024-04-04"
+    else:
+        assert upstream[1].body == {"model": UP, "messages": TURNS}
     assert all(rig.key not in str(r.headers) for r in upstream)  # the gateway key stays home
     assert upstream[-1].query == ""  # ?beta=true is the gateway's to accept, not forwarded
     lines = await rig.wait_access_lines(3)
     assert lines[1]["route"] == "/v1/messages/count_tokens"
     assert (lines[1]["prompt_tokens"], lines[1]["completion_tokens"]) == (0, 0)
+
+
+async def test_count_tokens_without_tokenize_says_so(tmp_path: Path) -> None:
+    async with gateway_rig(tmp_path, messages_api="translate", tokenize=False) as rig:
+        client = sdk(rig, api_key=rig.key)
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await client.messages.count_tokens(model=MODEL, messages=TURNS)
+        line = (await rig.wait_access_lines(1))[-1]
+        answer = await client.messages.create(model=MODEL, max_tokens=16, messages=TURNS)
+    assert missing.value.status_code == 404
+    body: Any = missing.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "not_found_error"
+    assert "cannot count tokens" in body["error"]["message"]
+    assert "/tokenize" in body["error"]["message"]
+    assert [r.path for r in rig.standin.requests][:1] == ["/tokenize"]
+    assert (line["route"], line["status"]) == ("/v1/messages/count_tokens", 404)
+    assert answer.content[0].text  # the model itself still answers
 
 
 async def test_messages_errors_in_anthropic_shape(rig: GatewayRig) -> None:
@@ -162,6 +277,47 @@ async def test_messages_errors_in_anthropic_shape(rig: GatewayRig) -> None:
     assert "max_tokens" in resp.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_upstream_errors_in_anthropic_shape(rig: GatewayRig, stream: bool) -> None:
+    """The stand-in answers 503 (OpenAI's shape from a chat server, Anthropic's from a native
+    one): the client gets Anthropic's ``overloaded_error`` with the upstream's message."""
+    client = sdk(rig, api_key=rig.key)
+    args: Any = {"model": MODEL, "max_tokens": 16, "messages": TURNS}
+    with pytest.raises(anthropic.APIStatusError) as failed:
+        await client.messages.create(**args, stream=stream, extra_body={"standin": {"status": 503}})
+    assert failed.value.status_code == 503
+    body: Any = failed.value.body
+    assert body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "stand-in error 503 as requested"},
+    }
+    line = (await rig.wait_access_lines(1))[-1]
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (503, 0, 0)
+
+
+async def test_a_stream_that_breaks_ends_with_an_error_event(rig: GatewayRig) -> None:
+    client = sdk(rig, api_key=rig.key)
+    texts: list[str] = []
+
+    async def read() -> None:
+        async with client.messages.stream(
+            model=MODEL,
+            max_tokens=64,
+            messages=TURNS,
+            extra_body={"standin": {"chunks": 20, "fail_after": 3, "pace_ms": 50}},
+        ) as stream:
+            async for text in stream.text_stream:
+                texts.append(text)
+
+    with pytest.raises(anthropic.APIStatusError) as broken:
+        await read()
+    assert len(texts) == 3
+    body: Any = broken.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "api_error"
+    assert "request id req_" in body["error"]["message"]
+
+
 async def test_messages_rate_limit_429_with_anthropic_headers(rig: GatewayRig) -> None:
     slow = create_key(rig.toml, "slow", "--rpm", "1")
     client = sdk(rig, api_key=slow)
@@ -178,10 +334,11 @@ async def test_messages_rate_limit_429_with_anthropic_headers(rig: GatewayRig) -
     assert reset.tzinfo is not None
     assert reset > datetime.now(UTC)
     assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert headers["anthropic-ratelimit-tokens-limit"]
     assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
 
 
-async def test_messages_abandoned_stream_is_499_with_tokens(rig: GatewayRig) -> None:
+async def test_messages_abandoned_stream_is_499_with_tokens(rig: GatewayRig, mode: str) -> None:
     body = {
         "model": MODEL, "max_tokens": 512, "messages": TURNS, "stream": True,
         "standin": {"chunks": 100, "pace_ms": 100},
@@ -201,17 +358,24 @@ async def test_messages_abandoned_stream_is_499_with_tokens(rig: GatewayRig) -> 
                     break
         left = time.monotonic()
     record = await rig.standin.wait_for_request(lambda r: r.disconnected, timeout=1.0)
-    assert record.headers["anthropic-version"] == "2023-06-01"
-    assert record.chunks_sent < 20
+    assert record.chunks_sent < 20  # the cancellation reached the upstream
     assert time.monotonic() - left < 1.0
     line = (await rig.wait_access_lines(1))[-1]
     assert line["status"] == 499
-    assert line["prompt_tokens"] == 2  # from message_start
     assert line["completion_tokens"] > 0
+    if mode == "native":
+        assert record.headers["anthropic-version"] == "2023-06-01"
+        assert line["prompt_tokens"] == 2  # from message_start
+    else:  # chat completions says its usage only at the end: the prompt is estimated
+        assert line["prompt_tokens"] == 4  # "user" + "hello there": 15 characters / 4
+    rows = ledger_rows(rig)
+    assert [(r["requests"], r["completion_tokens"]) for r in rows] == [
+        (1, line["completion_tokens"])
+    ]
 
 
-async def test_root_answers_get_and_head(rig: GatewayRig) -> None:
-    async with rig.http() as http:
+async def test_root_answers_get_and_head(tmp_path: Path) -> None:
+    async with gateway_rig(tmp_path, connector=False) as rig, rig.http() as http:
         got = await http.get(f"https://localhost:{rig.ports['public']}/")
         head = await http.head(f"https://localhost:{rig.ports['public']}/")
     assert got.status_code == 200

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import io
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ from tests.support.standin_llm import (
     embedding_vector,
     fetch_records,
 )
+from tests.support.standin_llm.wire import TOOL_INPUT
 
 CHAT_MODEL = DEFAULT_MODELS[0]
 
@@ -262,3 +264,86 @@ async def test_bulk_upload_download_and_records_endpoint(server: StandinLLM) -> 
     async with aiohttp.ClientSession() as session:
         await session.post(server.url + "/_standin/reset")
     assert server.requests == []
+
+
+# --------------------------------------------------------------------------- tool calls, stops
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+ASK = [{"role": "user", "content": "weather in Paris?"}]
+
+
+async def test_chat_tool_call_whole_and_streamed(server: StandinLLM) -> None:
+    async with async_client(server) as client:
+        whole = await client.chat.completions.create(
+            model=CHAT_MODEL, messages=ASK, tools=[WEATHER]
+        )
+        async with client.chat.completions.stream(
+            model=CHAT_MODEL, messages=ASK, tools=[WEATHER], stream_options={"include_usage": True}
+        ) as stream:
+            final = await stream.get_final_completion()
+        answered = [
+            *ASK,
+            whole.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": "call_standin_1", "content": "sunny"},
+        ]
+        after = await client.chat.completions.create(
+            model=CHAT_MODEL, messages=answered, tools=[WEATHER]
+        )
+        refused = await client.chat.completions.create(
+            model=CHAT_MODEL, messages=ASK, tools=[WEATHER], tool_choice="none"
+        )
+    for answer in (whole, final):
+        choice = answer.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content == "Hello from the stand-in LLM. "
+        (call,) = choice.message.tool_calls or []
+        assert (call.id, call.function.name) == ("call_standin_1", "get_weather")
+        assert json.loads(call.function.arguments) == TOOL_INPUT  # fragments put together
+    assert final.usage is not None
+    assert final.usage.completion_tokens == 5
+    assert after.choices[0].finish_reason == "stop"  # the tool's answer came: no new call
+    assert not after.choices[0].message.tool_calls
+    assert refused.choices[0].finish_reason == "stop"
+
+
+async def test_chat_stop_strings_end_the_answer_like_vllm(server: StandinLLM) -> None:
+    async with aiohttp.ClientSession() as session:
+        body = {"model": CHAT_MODEL, "messages": ASK, "stop": ["stand-in", "LLM"]}
+        async with session.post(server.base_url + "/chat/completions", json=body) as resp:
+            whole = await resp.json()
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        async with session.post(server.base_url + "/chat/completions", json=streamed) as resp:
+            chunks = [
+                json.loads(line[6:])
+                for line in (await resp.text()).splitlines()
+                if line.startswith("data: {")
+            ]
+    choice = whole["choices"][0]
+    assert choice["message"]["content"] == "Hello from the "
+    assert (choice["finish_reason"], choice["stop_reason"]) == ("stop", "stand-in")
+    assert whole["usage"]["completion_tokens"] == 4  # the piece with the stop string counts
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello from the "
+    assert chunks[-2]["choices"][0]["stop_reason"] == "stand-in"
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+
+
+async def test_vllm_tokenize_and_its_switch() -> None:
+    body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "one two three"}]}
+    async with (
+        StandinLLM() as on,
+        StandinLLM(tokenize=False) as off,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.post(on.url + "/tokenize", json=body) as resp:
+            counted = await resp.json()
+        async with session.post(off.url + "/tokenize", json=body) as resp:
+            missing = resp.status
+    assert counted == {"count": 3, "max_model_len": 32768, "tokens": [1, 2, 3]}
+    assert missing == 404

@@ -105,3 +105,21 @@ async def test_error_shape(standin_llm: StandinLLM) -> None:
         }
     }
     assert bad_json_status == 400
+
+
+async def test_strict_tool_call_shapes(standin_llm: StandinLLM) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    whole = ChatCompletion.model_validate_json(await raw(standin_llm, "/chat/completions", chat))
+    assert whole.choices[0].finish_reason == "tool_calls"
+    streamed = {**chat, "stream": True, "stream_options": {"include_usage": True}}
+    data = sse_data(await raw(standin_llm, "/chat/completions", streamed))
+    chunks = [ChatCompletionChunk.model_validate_json(item) for item in data[:-1]]
+    calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices]
+    head, *fragments = [call[0] for call in calls if call]
+    assert (head.index, head.id, head.type) == (0, "call_standin_1", "function")
+    assert head.function is not None
+    assert head.function.name == "f"
+    assert len(fragments) == 2
+    assert all(f.id is None and f.function and f.function.arguments for f in fragments)
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"

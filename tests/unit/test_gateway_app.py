@@ -449,7 +449,7 @@ async def test_messages_routes_refuse_in_anthropics_shape(
     def broken(*_args: object) -> bytes:
         raise RuntimeError("a bug between admission and the upstream")
 
-    monkeypatch.setattr("gateway.api.routes.upstream_body", broken)
+    monkeypatch.setattr("gateway.api.routes.upstream_call", broken)
     raw = json.dumps({"model": "qwen3-coder", "max_tokens": 8, "messages": CHAT["messages"]})
     client = AsgiClient([{"type": "http.request", "body": raw.encode(), "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/messages"), client.receive, client.send)

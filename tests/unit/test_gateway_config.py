@@ -79,7 +79,7 @@ def test_full_config() -> None:
             limits={"storage": "redis://127.0.0.1:6379/0", "rpm": 0},
             models={
                 "qwen3-coder": {"upstream": "office-llm", "model": "Qwen/Q"},
-                "m": {"upstream": "u", "messages_api": "native"},
+                "m": {"upstream": "u", "messages_api": "translate"},
             },
             log={"access_log": "/var/log/gw.jsonl", "level": "DEBUG", "log_prompts": True},
             tunnel={"websocket_http_listen": "0.0.0.0:8080", "websocket_path": "/ws"},
@@ -100,7 +100,7 @@ def test_full_config() -> None:
     )
     assert cfg.models == {
         "qwen3-coder": ModelRoute("office-llm", "Qwen/Q"),
-        "m": ModelRoute("u", "m", messages_api="native"),
+        "m": ModelRoute("u", "m", messages_api="translate"),
     }
     assert cfg.models["qwen3-coder"].messages_api == "native"  # the default
     assert cfg.log.access_log == Path("/var/log/gw.jsonl")
@@ -164,12 +164,8 @@ JWT = {"issuer": "https://idp", "audience": "llm", "jwks_url": "https://idp/cert
         (minimal(models={"a": {"upstream": "u", "extra": 1}}), "models.a.extra: unknown key"),
         (minimal(models={"a": "u"}), "models.a: expected a table"),
         (
-            minimal(models={"a": {"upstream": "u", "messages_api": "translate"}}),
-            'models.a.messages_api: "translate" is not supported yet',
-        ),
-        (
             minimal(models={"a": {"upstream": "u", "messages_api": "openai"}}),
-            "models.a.messages_api: expected",
+            'models.a.messages_api: expected "native" or "translate"',
         ),
         (minimal(log={"level": "loud"}), "log.level: expected one of"),
         (minimal(log={"log_prompts": "yes"}), "log.log_prompts: expected true or false"),

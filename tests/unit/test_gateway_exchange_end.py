@@ -120,7 +120,7 @@ async def test_an_exception_after_admission_gives_the_slot_back(
     def broken(*_args: object) -> bytes:
         raise RuntimeError("a bug between admission and the upstream")
 
-    monkeypatch.setattr("gateway.api.routes.upstream_body", broken)
+    monkeypatch.setattr("gateway.api.routes.upstream_call", broken)
     raw = json.dumps(CHAT).encode()
     client = AsgiClient([{"type": "http.request", "body": raw, "more_body": False}])
     await rig.app.asgi_app(http_scope("/v1/chat/completions"), client.receive, client.send)

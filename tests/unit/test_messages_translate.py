@@ -163,8 +163,12 @@ CLAUDE_CODE_LIKE = {
         {"type": "text", "text": "Be brief."},
     ],
     "metadata": {"user_id": "user_abc"},
+    "thinking": {"type": "adaptive", "display": "omitted"},  # Claude Code 2.1's own fields
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "output_config": {"effort": "high"},
     "tools": [
         {
+            "defer_loading": False,
             "name": "Bash",
             "description": "Run a command",
             "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
@@ -207,6 +211,7 @@ def test_claude_code_like_request_translates() -> None:
     assert chat["stream"] is True
     assert chat["stream_options"] == {"include_usage": True}
     assert chat["user"] == "user_abc"
+    assert not {"thinking", "context_management", "output_config", "metadata"} & set(chat)
     assert chat["tool_choice"] == "auto"
     assert chat["parallel_tool_calls"] is False
     assert [t["function"]["name"] for t in chat["tools"]] == ["Bash"]  # the server tool is dropped
@@ -236,6 +241,24 @@ def test_claude_code_like_request_translates() -> None:
     ]
 
 
+def test_a_system_turn_inside_messages_stays_a_system_message() -> None:
+    """Claude Code 2.1 sends its environment as a ``system`` turn after the first user turn."""
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "system": "You are Claude Code.",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "# Env", "cache_control": {}}]},
+        ],
+    }
+    assert messages_to_chat(body, "m")["messages"] == [
+        {"role": "system", "content": "You are Claude Code."},
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": "# Env"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("choice", "expected"),
     [
@@ -257,7 +280,11 @@ def test_tool_choice(choice: dict[str, Any], expected: dict[str, Any]) -> None:
     ("body", "param"),
     [
         ({"messages": "hi"}, "messages"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "developer", "content": "x"}]}, "messages.0.role"),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image", "source": {}}]}]},
+            "messages.0.content.0",
+        ),
         ({"messages": [{"role": "user", "content": 5}]}, "messages.0"),
         (
             {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},

@@ -34,6 +34,7 @@ UPSTREAMS = {"office-llm"}
         "/v1/files/a..b",  # dots inside a name are not a dot segment
         "/v1/.well-known",
         "/v1/...",
+        "/tokenize",  # vLLM's, exactly: the gateway counts translated Messages tokens with it
     ],
 )
 def test_paths_under_v1_are_allowed(path: str) -> None:
@@ -47,6 +48,10 @@ def test_paths_under_v1_are_allowed(path: str) -> None:
         ("/v2/models", "outside /v1/"),
         ("/v1", "outside /v1/"),
         ("/admin", "outside /v1/"),
+        ("/tokenize?x=1", "outside /v1/"),
+        ("/tokenize/x", "outside /v1/"),
+        ("/%74okenize", "outside /v1/"),
+        ("/detokenize", "outside /v1/"),
         ("", "outside /v1/"),
         ("*", "outside /v1/"),
         ("http://evil/v1/x", "outside /v1/"),

@@ -34,6 +34,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-messages-api", action="store_true", help="no /v1/messages (a chat-only upstream)"
     )
+    parser.add_argument(
+        "--no-tokenize", action="store_true", help="no /tokenize (vLLM's token counter)"
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +48,7 @@ async def _serve(args: argparse.Namespace) -> None:
         first_delay_ms=args.first_delay_ms,
         strict_models=args.strict_models,
         messages_api=not args.no_messages_api,
+        tokenize=not args.no_tokenize,
     )
     await server.start(args.host, args.port)
     if args.port_file is not None:

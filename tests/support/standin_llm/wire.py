@@ -118,6 +118,24 @@ def error_body(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+ANTHROPIC_ERROR_TYPES: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(status: int, message: str) -> Json:
+    kind = ANTHROPIC_ERROR_TYPES.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
 @dataclass(frozen=True)
 class Controls:
     chunks: int = 5
@@ -253,10 +271,14 @@ class RecordedRequest:
 
 
 def wants_tool_use(body: Json) -> bool:
-    """A tool call is answered when the request has ``tools`` and its last turn is not a
-    ``tool_result`` (the model has not yet seen the tool's answer)."""
+    """A tool call is answered when the request has ``tools``, does not forbid them
+    (``tool_choice: {"type": "none"}``) and its last turn is not a ``tool_result`` (the model
+    has not yet seen the tool's answer)."""
     tools = body.get("tools")
+    choice = body.get("tool_choice")
     if not isinstance(tools, list) or not tools:
+        return False
+    if isinstance(choice, dict) and choice.get("type") == "none":
         return False
     turns = body.get("messages") or [{}]
     content = turns[-1].get("content") if isinstance(turns[-1], dict) else None
@@ -291,3 +313,74 @@ def message_object(
         "stop_sequence": None,
         "usage": usage,
     }
+
+
+# ---- OpenAI's chat completions: tool calls and stop strings; vLLM's /tokenize
+
+CHAT_TOOL_CALL_ID: Final = "call_standin_1"
+
+
+def wants_tool_call(body: Json) -> bool:
+    """Chat completions: a tool call is answered when the request offers ``tools``, does not say
+    ``tool_choice: "none"``, and its last message is not a ``tool`` message (the tool's answer)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools or body.get("tool_choice") == "none":
+        return False
+    messages = body.get("messages") or [{}]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    return last.get("role") != "tool"
+
+
+def chat_tool_call(body: Json) -> Json:
+    """The call of the tool ``tool_choice`` names, else of the first tool, with
+    :data:`TOOL_INPUT` as its arguments (a JSON string, as OpenAI sends them)."""
+    choice = body.get("tool_choice")
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if not isinstance(name, str):
+        first = body["tools"][0] if isinstance(body["tools"][0], dict) else {}
+        name = str((first.get("function") or {}).get("name", "tool"))
+    function = {"name": name, "arguments": json.dumps(TOOL_INPUT)}
+    return {"id": CHAT_TOOL_CALL_ID, "type": "function", "function": function}
+
+
+def stop_strings(value: object) -> tuple[str, ...]:
+    """``stop`` (chat: a string or a list) or ``stop_sequences`` (Messages: a list)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(s for s in value if isinstance(s, str) and s)
+    return ()
+
+
+@dataclass
+class StopWatch:
+    """The answer's text as it is generated, ended where a stop string first appears: the stop
+    string is left out and named in ``matched`` (vLLM's ``stop_reason``). Text already sent
+    stays sent (a stop string split over two pieces cuts the second)."""
+
+    stops: tuple[str, ...]
+    text: str = ""
+    pieces: int = 0  # pieces generated (= completion tokens)
+    matched: str | None = None
+
+    def take(self, piece: str) -> str:
+        """What of ``piece`` goes out."""
+        if self.matched is not None:
+            return ""
+        self.pieces += 1
+        before = len(self.text)
+        self.text += piece
+        hits = [(self.text.find(s), s) for s in self.stops if s in self.text]
+        if not hits:
+            return piece
+        at, self.matched = min(hits)
+        self.text = self.text[: max(at, before)]
+        return self.text[before:]
+
+
+def tokenize_answer(body: Json, max_model_len: int = 32768) -> Json:
+    """vLLM's ``POST /tokenize`` answer for ``messages`` (chat) or ``prompt``: the count is
+    what the chat completions route reports as ``prompt_tokens`` for the same prompt."""
+    path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
+    count = prompt_tokens_for(path, body)
+    return {"count": count, "max_model_len": max_model_len, "tokens": list(range(1, count + 1))}
