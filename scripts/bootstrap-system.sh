@@ -11,6 +11,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # deploy units are verified
 command -v node >/dev/null 2>&1 || need+=(nodejs)               # the Node SDK line in docs/clients.md
+command -v npm >/dev/null 2>&1 || need+=(npm)                   # make clients: npm ci
+command -v ip >/dev/null 2>&1 || need+=(iproute2)               # make clients: loopback up in its namespace
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)        # make clients: its own network namespace
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

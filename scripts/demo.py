@@ -13,16 +13,12 @@ stopped on the way out.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import ssl
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import openai
 
@@ -44,6 +40,7 @@ from scripts.stack import (
     make_pki,
     port_or_free,
     say,
+    signals_interrupt,
     start_connector,
     start_gateway,
     start_squid,
@@ -243,26 +240,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admin-port", type=int, default=9100)
     parser.add_argument("--no-squid", action="store_true", help="connect the connector directly")
     return parser.parse_args(argv)
-
-
-def _raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGINT both raise KeyboardInterrupt, so that `finally` stops every child.
-
-    SIGINT is set explicitly: a shell starts background jobs with it ignored.
-    """
-    previous = {
-        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
