@@ -52,7 +52,8 @@ def run(args: argparse.Namespace, isolated: bool) -> int:
     say("\n" + report(outcomes))
     failed = sum(not o.verdict.passed for o in outcomes)
     where = "in a network namespace with loopback only" if isolated else "on the host's network"
-    say(f"\nclients: {len(outcomes) - failed} passed, {failed} failed ({where}; logs in {work})")
+    say(f"\nclients: ran {where}; logs in {work}")
+    say(f"clients: {len(outcomes) - failed} passed, {failed} failed")
     return 1 if failed or not outcomes else 0
 
 
