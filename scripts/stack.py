@@ -296,13 +296,20 @@ def start_squid(procs: Processes, tunnel_port: int) -> str | None:
     return squid.url
 
 
-def create_key(config: Path, name: str = "demo") -> str:
-    argv = [command("gateway"), "keys", "create", name, "-c", str(config)]
+def run_gateway(*args: str) -> str:
+    """`gateway ARGS...` to its end; its standard output (DemoError with its words if it failed)."""
+    argv = [command("gateway"), *args]
     env = child_env()
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=env)  # noqa: S603
-    key = done.stdout.strip()
-    if done.returncode != 0 or not key:
-        raise DemoError(f"gateway keys create failed ({done.returncode}): {done.stderr.strip()}")
+    if done.returncode != 0:
+        raise DemoError(f"gateway {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def create_key(config: Path, name: str = "demo") -> str:
+    key = run_gateway("keys", "create", name, "-c", str(config)).strip()
+    if not key:
+        raise DemoError("gateway keys create printed no key")
     return key
 
 

@@ -16,15 +16,13 @@ from scripts.stack import (
     ROOT,
     STANDIN_MODEL,
     Alias,
-    DemoError,
     Ports,
     Processes,
-    child_env,
-    command,
     create_key,
     free_port,
     gateway_toml,
     make_pki,
+    run_gateway,
     say,
     start_connector,
     start_gateway,
@@ -111,13 +109,8 @@ def prepare_home(agent: Agent, home: Path, base: str) -> Path:
 
 
 def usage_rows(config: Path) -> list[dict[str, object]]:
-    argv = [command("gateway"), "usage", "--json", "-c", str(config)]
-    done = subprocess.run(  # noqa: S603 - argv is built here
-        argv, capture_output=True, text=True, check=False, timeout=60, env=child_env()
-    )
-    if done.returncode != 0:
-        raise DemoError(f"gateway usage failed ({done.returncode}): {done.stderr.strip()}")
-    rows = json.loads(done.stdout)
+    """`gateway usage --json`: the ledger's rows, as the operator reads them."""
+    rows = json.loads(run_gateway("usage", "--json", "-c", str(config)))
     return rows if isinstance(rows, list) else []
 
 
