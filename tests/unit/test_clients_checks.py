@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 
+from scripts.clients import isolation
+from scripts.clients.__main__ import chosen, parse_args
 from scripts.clients.agents import AGENTS, NATIVE_ALIAS, TRANSLATE_ALIAS
 from scripts.clients.checks import access_lines, judge, ledger_tokens, table
 from scripts.clients.runner import CONFIGS, PLACEHOLDER_BASE
@@ -123,3 +126,17 @@ def test_the_lock_pins_what_package_json_names() -> None:
     for name, version in {**package["dependencies"], **package["optionalDependencies"]}.items():
         assert version[0].isdigit(), f"{name} is not pinned exactly: {version}"
         assert lock[f"node_modules/{name}"]["version"] == version
+
+
+def test_the_run_reenters_itself_under_unshare_net() -> None:
+    argv = isolation.unshare_argv(["--only", "codex"])
+    as_root = [] if os.geteuid() == 0 else ["--map-root-user"]
+    assert argv[1 : 3 + len(as_root)] == ["--net", *as_root, "--"]
+    assert argv[-4:] == ["-m", "scripts.clients", "--only", "codex"]
+
+
+def test_without_the_namespace_the_run_with_no_switches_is_left_out() -> None:
+    args = parse_args(["--host-network"])
+    assert all(not a.needs_isolation for a in chosen(args, isolated=False))
+    assert any(a.needs_isolation for a in chosen(args, isolated=True))
+    assert {a.name for a in chosen(parse_args(["--only", "codex"]), isolated=True)} == {"codex"}
