@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from gateway.api.answer import JSON_TYPE
 from gateway.api.body_rewrite import client_asked_usage, upstream_body, wants_stream
 from gateway.api.messages_stream import MessageSseTranslator
 from gateway.api.messages_translate import (
@@ -36,8 +37,14 @@ from gateway.api.messages_translate import (
     tokenize_request,
 )
 from gateway.api.models import ResolvedModel
-from gateway.api.sse import BodyRewriter, SseRewriter, Usage, model_replacements, rewrite_json_body
-from gateway.api.sse import usage_from as _usage_from
+from gateway.api.sse import (
+    BodyRewriter,
+    SseRewriter,
+    Usage,
+    model_replacements,
+    rewrite_json_body,
+    usage_from,
+)
 from gateway.errors import TokensUncountableError, UpstreamFailedError
 
 MESSAGES_ROUTE: Final = "/v1/messages"
@@ -48,7 +55,6 @@ TOKENIZE_PATH: Final = "/tokenize"  # vLLM serves it beside /v1, not under it
 NO_TOKENIZE: Final = frozenset({404, 405})  # an upstream without /tokenize
 FORWARDED_HEADERS: Final = frozenset({"content-type", "accept", "user-agent", "openai-beta"})
 ANTHROPIC_HEADERS: Final = frozenset({"anthropic-version", "anthropic-beta"})  # native Messages
-JSON_TYPE: Final = "application/json"
 Json = dict[str, Any]
 
 
@@ -139,7 +145,7 @@ class TranslatedMessages:
         if not items(answer.get("choices")):
             raise _unreadable("a chat completion")
         message = chat_to_message(answer, self.alias, self.stops)
-        return _dumps(message), _usage_from(answer)
+        return _dumps(message), usage_from(answer)
 
     def error(self, status: int, data: bytes) -> bytes:
         return _dumps(chat_error_to_message_error(status, data))

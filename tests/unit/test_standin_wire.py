@@ -24,6 +24,7 @@ from tests.support.standin_llm import (
     response_usage,
     sse,
 )
+from tests.support.standin_llm.wire import StopWatch
 
 
 def test_count_words_walks_messages_and_parts() -> None:
@@ -96,3 +97,15 @@ def test_response_object_validates_as_the_sdk_model() -> None:
     assert parsed.usage is not None
     assert parsed.usage.total_tokens == 5
     assert Response.model_validate(response_object(body, "m", "resp_x", "in_progress", "", None))
+
+
+def test_stop_watch_cuts_at_the_first_stop_string_even_across_pieces() -> None:
+    watch = StopWatch(("from", "LLM"))
+    assert [watch.take(p) for p in ("Hello ", "fr", "om the", " x")] == ["Hello ", "fr", "", ""]
+    assert (watch.matched, watch.pieces) == ("from", 3)
+    plain = StopWatch(())
+    assert plain.take("x" * 100) == "x" * 100
+    assert plain.matched is None
+    late = StopWatch(("the",))
+    assert [late.take(p) for p in ("Hello from ", "the stand-in")] == ["Hello from ", ""]
+    assert late.matched == "the"

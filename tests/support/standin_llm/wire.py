@@ -356,26 +356,29 @@ def stop_strings(value: object) -> tuple[str, ...]:
 class StopWatch:
     """The answer's text as it is generated, ended where a stop string first appears: the stop
     string is left out and named in ``matched`` (vLLM's ``stop_reason``). Text already sent
-    stays sent (a stop string split over two pieces cuts the second)."""
+    stays sent (a stop string split over two pieces cuts the second). Only the text's last
+    characters are kept (a stop string's length less one): answers may be tens of megabytes."""
 
     stops: tuple[str, ...]
-    text: str = ""
     pieces: int = 0  # pieces generated (= completion tokens)
     matched: str | None = None
+    _tail: str = ""
 
     def take(self, piece: str) -> str:
         """What of ``piece`` goes out."""
         if self.matched is not None:
             return ""
         self.pieces += 1
-        before = len(self.text)
-        self.text += piece
-        hits = [(self.text.find(s), s) for s in self.stops if s in self.text]
-        if not hits:
+        if not self.stops:
             return piece
-        at, self.matched = min(hits)
-        self.text = self.text[: max(at, before)]
-        return self.text[before:]
+        window = self._tail + piece
+        hits = [(window.find(s), s) for s in self.stops if s in window]
+        if hits:
+            at, self.matched = min(hits)
+            return piece[: max(at - len(self._tail), 0)]
+        keep = max(len(s) for s in self.stops) - 1
+        self._tail = window[len(window) - keep :] if keep else ""
+        return piece
 
 
 def tokenize_answer(body: Json, max_model_len: int = 32768) -> Json:
