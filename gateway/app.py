@@ -212,12 +212,15 @@ def quart_response(answer: Answer) -> Response:
 
 def add_root_route(app: Quart) -> None:
     """``GET /`` and ``HEAD /`` on the public port: a plain answer naming the service (Claude
-    Code probes the base URL before it sends anything else)."""
+    Code probes the base URL before it sends anything else), and the same on ``/api/hello``,
+    where Claude Code sends ``HEAD`` at start to warm its connection (unless
+    ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`` is set); without it every start left a 404."""
 
     async def root() -> Response:
         return jsonify({"service": "llm-tunnel-gateway", "status": "ok"})
 
     app.add_url_rule("/", "root", root, methods=["GET"])
+    app.add_url_rule("/api/hello", "hello", root, methods=["GET"])
 
 
 def add_health_routes(

@@ -14,6 +14,9 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)               # the Node SDK l
 [ -x /usr/bin/chromium ] || need+=(chromium)                     # the status page's browser test
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)          # (Selenium drives the system browser)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)       # promtool: deploy/prometheus rules (Debian ships it only in prometheus)
+command -v npm >/dev/null 2>&1 || need+=(npm)                   # make clients: npm ci
+command -v ip >/dev/null 2>&1 || need+=(iproute2)               # make clients: loopback up in its namespace
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)        # make clients: its own network namespace
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

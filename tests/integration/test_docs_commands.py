@@ -13,6 +13,8 @@ The marker is the fenced block's info string (GitHub ignores the words after the
 - ```` ```toml file=/etc/llm-gateway/gateway.toml ````: that file's content, written at that point
   of the script (same path moving). A `connector.toml` written so is also loaded with the
   connector's config loader.
+- ```` ```toml same-as=clients/codex/config.toml ```` (any language): the block is that file of
+  the repo, byte for byte: the config `make clients` runs that agent with (clients.md).
 - ```` ```sh live ```` / ```` ```python live ````: needs a running gateway: each runs on its own
   against the demo's (`scripts/demo.py`), with `OPENAI_BASE_URL`, `OPENAI_API_KEY` set, the
   gateway's `ca.crt` in the current directory, 127.0.0.1:9100 (the admin listener) pointing at
@@ -67,6 +69,7 @@ class Block:
     marks: frozenset[str]
     file: str | None
     body: str
+    same_as: str | None = None
 
     @property
     def where(self) -> str:
@@ -81,9 +84,12 @@ def blocks_of(page: str) -> list[Block]:
         if not words:
             continue
         files = [w.removeprefix("file=") for w in words[1:] if w.startswith("file=")]
-        marks = frozenset(w for w in words[1:] if not w.startswith("file="))
+        same = [w.removeprefix("same-as=") for w in words[1:] if w.startswith("same-as=")]
+        marks = frozenset(w for w in words[1:] if not w.startswith(("file=", "same-as=")))
         line = text.count("\n", 0, match.start()) + 1
-        found.append(Block(page, line, words[0], marks, files[0] if files else None, match["body"]))
+        file = files[0] if files else None
+        body, same_as = match["body"], same[0] if same else None
+        found.append(Block(page, line, words[0], marks, file, body, same_as))
     return found
 
 
@@ -160,6 +166,30 @@ def test_markers_are_known_and_runnable(page: str) -> None:
 )
 def test_the_guides_have_commands_that_run(page: str) -> None:
     assert any(block.marks for block in blocks_of(page)), f"docs/{page} has no tested command"
+
+
+def same_as_blocks() -> list[Block]:
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    return [b for page in pages for b in blocks_of(page) if b.same_as is not None]
+
+
+def test_clients_md_shows_every_config_that_make_clients_runs() -> None:
+    shown = {b.same_as for b in same_as_blocks() if b.page == "clients.md"}
+    configs = {
+        str(p.relative_to(REPO_ROOT))
+        for p in (REPO_ROOT / "clients").rglob("*")
+        if p.is_file()
+        and p.suffix in {".json", ".toml", ".yaml", ".mjs"}
+        and "package" not in p.name
+    }
+    assert shown == configs
+
+
+@pytest.mark.parametrize("block", same_as_blocks(), ids=lambda b: b.where)
+def test_a_same_as_block_is_the_file_it_names(block: Block) -> None:
+    """A config shown in the docs is the one `make clients` runs, so the two cannot drift."""
+    assert block.same_as is not None
+    assert block.body == (REPO_ROOT / block.same_as).read_text(), block.where
 
 
 # --------------------------------------------------------------------------- `test` blocks

@@ -381,3 +381,14 @@ async def test_root_answers_get_and_head(tmp_path: Path) -> None:
     assert got.status_code == 200
     assert "gateway" in got.json()["service"]
     assert head.status_code == 200
+
+
+async def test_claude_code_start_probe_is_answered(rig: GatewayRig) -> None:
+    """Claude Code sends HEAD /api/hello at start (seen with 2.1.332, unless its
+    nonessential traffic is turned off): a 200, not a 404 in the access log."""
+    async with rig.http() as http:
+        head = await http.head(f"https://localhost:{rig.ports['public']}/api/hello")
+        got = await http.get(f"https://localhost:{rig.ports['public']}/api/hello")
+    assert head.status_code == 200
+    assert got.status_code == 200
+    assert got.json()["status"] == "ok"
