@@ -78,7 +78,9 @@ class Exchange:
     pending: asyncio.Future[TunnelResponse] | None = None  # a head still awaited
     relayed_events: int = 0
     error_shape: ErrorShape = openai_shape  # how an error inside a started stream is written
-    _settled: bool = False
+    #: the tokens charged once settled; a client that leaves after that (while the settled
+    #: tail goes out) is logged 499 with these, as the ledger has them
+    charged: tuple[int, int] | None = None
     _finished: bool = False
 
     def first_byte(self) -> None:
@@ -135,10 +137,9 @@ class Services:
         gateway; :meth:`close_exchange` calls it for every other ending. A 499 is in the ledger's
         totals even when nothing could be charged; an answer that cost nothing (a 502 before
         any token) is only in its request log (the status page's errors)."""
-        if ex._settled:
+        if ex.charged is not None:
             return
-        ex._settled = True
-        prompt, completion = charged_tokens(ex)
+        ex.charged = prompt, completion = charged_tokens(ex)
         billed = bool(prompt or completion or ex.status == 499)
         outcome = RequestOutcome(
             at=time.time(),
@@ -167,7 +168,7 @@ class Services:
         except Exception:
             log.exception("freeing the slot of request %s failed", ex.request_id)
         await self.settle(ex)
-        prompt, completion = charged_tokens(ex)
+        prompt, completion = ex.charged or charged_tokens(ex)
         record = RequestRecord(
             request_id=ex.request_id,
             route=ex.route,

@@ -276,3 +276,19 @@ async def test_the_tunnel_lost_mid_stream_frees_everything(rig: Rig) -> None:
     assert rig.limiter.admissions[0].released
     assert rig.pool.response.closed
     assert last_line(rig)["status"] == 502
+
+
+async def test_a_client_leaving_after_the_answer_was_settled_is_logged_as_charged(
+    rig: Rig,
+) -> None:
+    """Codex CLI closes as soon as it has read the last event: the answer was settled (ledger
+    row committed from the upstream's usage) before the tail went out, so the 499 line must
+    carry the tokens charged, not the relayed-events estimate of a client that left early."""
+    usage = {"prompt_tokens": 3, "completion_tokens": 2}
+    events: list[bytes | float | Exception] = [chunk(c) for c in "abcdef"]
+    rig.pool.response = FakeResponse(200, "text/event-stream", [*events, chunk("", usage, False)])
+    client = BrokenSend(request({**CHAT, "stream": True}), fail_at=7)  # start, a..f, the end
+    await run(rig, client)
+    assert rig.ledger.rows == [("alice", "qwen3-coder", 3, 2)]
+    line = last_line(rig)
+    assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (499, 3, 2)
