@@ -1,7 +1,8 @@
 """Server-rendered inline SVG line charts: no script, no library, nothing fetched.
 
 A chart is a ``viewBox`` scaled to the width of its box (so it fits a phone), one polyline per
-series; a missing value (``None``: nothing happened in that bucket) breaks the line.
+series; a missing value (``None``: nothing was measured in that bucket, as for latency) breaks
+the line. Counts (requests, tokens, errors, status codes) are 0 in a quiet bucket, never None.
 """
 
 from __future__ import annotations

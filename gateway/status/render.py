@@ -172,7 +172,7 @@ def _chart(snap: Snapshot, title: str, lines: Mapping[str, Values], unit: str = 
 
 
 def _field(per: dict[str, list[Totals]], pick: Callable[[Totals], int]) -> dict[str, Values]:
-    return {name: [float(pick(t)) or None for t in buckets] for name, buckets in per.items()}
+    return {name: [float(pick(t)) for t in buckets] for name, buckets in per.items()}
 
 
 def _usage(snap: Snapshot) -> str:
@@ -211,7 +211,7 @@ def _latency(snap: Snapshot) -> str:
         return {**_latency_lines(snap, p50, " p50"), **_latency_lines(snap, p95, " p95")}
 
     statuses = {
-        str(code): [float(c) or None for c in counts]
+        str(code): [float(c) for c in counts]
         for code, counts in sorted(snap.series.statuses.items())
     }
     charts = [

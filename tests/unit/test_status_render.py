@@ -131,3 +131,15 @@ def test_status_cli_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
 def test_certificates_have_the_readyz_shape() -> None:
     fact = CertificateFact("connector:office-1", "office-1", NOW + 10 * 86400)
     assert snapshot_json(_snapshot())["certificates"][0] == fact.as_json(NOW)
+
+
+def test_count_charts_draw_a_quiet_bucket_as_zero_not_a_gap() -> None:
+    """Requests, tokens, errors and status codes are counts: a minute without traffic is 0, so
+    traffic in two separate minutes draws one line that falls to the base between them (a lone
+    dot per minute told nothing). Latency stays broken where no answer was timed."""
+    html = render_fragment(_snapshot())
+    usage = html.split('id="usage"', 1)[1].split("</section>", 1)[0]
+    assert "<circle" not in usage
+    assert usage.count("<polyline") >= 6  # one per count chart at least
+    statuses = html.split("Status codes", 1)[1].split("</figure>", 1)[0]
+    assert "<circle" not in statuses
