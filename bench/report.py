@@ -89,12 +89,12 @@ ROWS: tuple[Row, ...] = (
     Row("h", "connector_window_in", "(h) connector recv window B", 0, False),
     Row("h", "windows_full", "(h) windows full (1 = yes)", 0, False),
     Row("h", "front_rss_start_mb", "(h) server RSS start MiB", 1, False),
-    Row("h", "front_rss_warm_mb", "(h) server RSS after 1/3 MiB", 1, False),
-    Row("h", "front_rss_end_mb", "(h) server RSS end MiB", 1, False),
-    Row("h", "front_rss_growth_pct", "(h) server RSS growth after 1/3 %", 1, False),
+    Row("h", "front_rss_warm_mb", "(h) server RSS peak, middle 1/3 MiB", 1, False),
+    Row("h", "front_rss_end_mb", "(h) server RSS peak, last 1/3 MiB", 1, False),
+    Row("h", "front_rss_growth_pct", "(h) server RSS peak growth %", 1, False),
     Row("h", "connector_rss_start_mb", "(h) connector RSS start MiB", 1, False),
-    Row("h", "connector_rss_end_mb", "(h) connector RSS end MiB", 1, False),
-    Row("h", "connector_rss_growth_pct", "(h) connector RSS growth after 1/3 %", 1, False),
+    Row("h", "connector_rss_end_mb", "(h) connector RSS peak, last 1/3 MiB", 1, False),
+    Row("h", "connector_rss_growth_pct", "(h) connector RSS peak growth %", 1, False),
 )
 
 
