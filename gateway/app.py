@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from quart import Quart, Response, g, jsonify, request
@@ -83,14 +83,22 @@ def create_app(  # noqa: PLR0917 (the factory's signature is shared with the aut
     return app
 
 
+#: whether a request (by its ``Authorization`` header) may see the admin ``/readyz`` details
+DetailGate = Callable[[str | None], Awaitable[bool]]
+
+
 def create_admin_app(
-    pool: TunnelPool, metrics: GatewayMetrics, *, config: GatewayConfig | None = None
+    pool: TunnelPool,
+    metrics: GatewayMetrics,
+    *,
+    config: GatewayConfig | None = None,
+    details: bool | DetailGate = True,
 ) -> Quart:
     """``/metrics``, ``/healthz``, ``/readyz`` with each tunnel's details, the recent
-    disconnects and (given ``config``) the certificates' days left: for the loopback admin
-    listener only."""
+    disconnects and (given ``config``) the certificates' days left, to whom ``details`` allows
+    (the status page's admin guard: everyone on a loopback admin listener)."""
     app = _base_app("gateway-admin")
-    add_health_routes(app, pool, details=True, config=config)
+    add_health_routes(app, pool, details=details, config=config)
 
     async def metrics_view() -> Response:
         body, content_type = metrics.render()
@@ -224,7 +232,11 @@ def add_root_route(app: Quart) -> None:
 
 
 def add_health_routes(
-    app: Quart, pool: TunnelPool, *, details: bool = False, config: GatewayConfig | None = None
+    app: Quart,
+    pool: TunnelPool,
+    *,
+    details: bool | DetailGate = False,
+    config: GatewayConfig | None = None,
 ) -> None:
     """``/healthz`` and ``/readyz``. The public ``/readyz`` says ready or not and nothing else
     (connector names, the office's address and upstream names are not for the internet); with
@@ -237,12 +249,17 @@ def add_health_routes(
     async def readyz() -> Response:
         status = pool.status()
         answer: dict[str, Any] = {"ready": status.ready}
-        if details:
+        show = (
+            details
+            if isinstance(details, bool)
+            else await details(request.headers.get("authorization"))
+        )
+        if show:
             answer["tunnels"] = [dataclasses.asdict(t) for t in status.tunnels]
             answer["recent_disconnects"] = [
                 dataclasses.asdict(d) for d in status.recent_disconnects
             ]
-        if details and config is not None:
+        if show and config is not None:
             now = time.time()
             answer["certificates"] = [f.as_json(now) for f in certificate_facts(config, status)]
         response = jsonify(answer)

@@ -27,7 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart
 
 from gateway.accesslog import AccessLog
-from gateway.app import create_admin_app, create_app, create_websocket_app
+from gateway.app import create_app, create_websocket_app
 from gateway.auth.authenticator import Authenticator
 from gateway.certificates import CertificateFact, certificate_facts
 from gateway.config import GatewayConfig
@@ -39,7 +39,7 @@ from gateway.limits.connections import install as install_connection_limit
 from gateway.limits.limiter import RateLimiter
 from gateway.memdebug import install_from_env
 from gateway.metrics import GatewayMetrics
-from gateway.status.routes import add_status_routes
+from gateway.status.routes import create_status_admin_app
 from gateway.websocket import harden_websockets
 from tunnel.heap import freeze_startup_heap, pin_mmap_threshold
 from tunnel.listener import Listener
@@ -215,8 +215,7 @@ async def serve(
             listener=listener,
         )
         ws_app = create_websocket_app(config, listener) if config.websocket_http_listen else None
-        admin = create_admin_app(listener.pool, metrics, config=config)
-        add_status_routes(admin, config, listener.pool, parts.auth)  # the page at /
+        admin = create_status_admin_app(config, listener.pool, metrics, parts.auth)
         bound = bind_all(config, public, admin, ws_app)
         bound.ports["tunnel"] = listener.port
         await _serve_until(bound, shutdown_trigger, ready_file, listener, drain_s)

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from typing import Final, Protocol
 
 from gateway.auth.identity import Identity
-from gateway.errors import AuthError, PermissionDeniedError
+from gateway.errors import ApiError, AuthError, PermissionDeniedError
 
 REALM: Final = 'Basic realm="llm-gateway admin", charset="UTF-8"'
 NO_CREDENTIAL: Final = (
@@ -79,6 +79,14 @@ class AdminGuard:
         self._auth = auth
         self._admin_keys = frozenset(admin_keys)
         self.required = required
+
+    async def allows(self, authorization: str | None) -> bool:
+        """Whether this request may see what the guard protects (no exception)."""
+        try:
+            await self.check(authorization)
+        except ApiError:
+            return False
+        return True
 
     async def check(self, authorization: str | None) -> None:
         """Raises :class:`AuthError` (401) or :class:`PermissionDeniedError` (403)."""

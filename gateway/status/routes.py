@@ -17,10 +17,11 @@ from typing import Final
 from quart import Quart, Response, jsonify, request
 
 from gateway.api.answer import error_answer
-from gateway.app import quart_response
+from gateway.app import create_admin_app, quart_response
 from gateway.certificates import certificate_facts
 from gateway.config import GatewayConfig
 from gateway.errors import ApiError, InvalidRequestError
+from gateway.metrics import GatewayMetrics
 from gateway.status.access import REALM, AdminGuard, AuthenticatorLike, credential_required
 from gateway.status.model import Snapshot, build_snapshot, snapshot_json, utc_day
 from gateway.status.queries import RANGES, Range, open_ledger, read_day_usage, read_requests
@@ -79,14 +80,30 @@ def range_of(name: str | None) -> Range:
     return rng
 
 
-def add_status_routes(
-    app: Quart, config: GatewayConfig, pool: TunnelPool, auth: AuthenticatorLike
-) -> None:
-    """The page and its data on ``app`` (the admin app), guarded as ``[admin]`` says."""
+def admin_guard(config: GatewayConfig, auth: AuthenticatorLike) -> AdminGuard:
+    """Who may see the admin listener's page and details, as ``[admin]`` says."""
     host = config.admin.listen[0] if config.admin.listen else "127.0.0.1"
-    guard = AdminGuard(
+    return AdminGuard(
         auth, config.admin.keys, required=credential_required(config.admin.auth, host)
     )
+
+
+def create_status_admin_app(
+    config: GatewayConfig, pool: TunnelPool, metrics: GatewayMetrics, auth: AuthenticatorLike
+) -> Quart:
+    """The admin app as ``gateway serve`` runs it: ``/metrics``, ``/healthz``, ``/readyz``
+    (its details behind the same guard as the page: off loopback a stranger learns only ready
+    or not, as on the public listener) and the status page."""
+    guard = admin_guard(config, auth)
+    app = create_admin_app(pool, metrics, config=config, details=guard.allows)
+    add_status_routes(app, config, pool, guard)
+    return app
+
+
+def add_status_routes(
+    app: Quart, config: GatewayConfig, pool: TunnelPool, guard: AdminGuard
+) -> None:
+    """The page and its data on ``app`` (the admin app), behind ``guard``."""
     source = StatusSource(config, pool)
 
     async def snapshot() -> Snapshot | Response:
@@ -127,4 +144,10 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-__all__ = ["StatusSource", "add_status_routes", "range_of"]
+__all__ = [
+    "StatusSource",
+    "add_status_routes",
+    "admin_guard",
+    "create_status_admin_app",
+    "range_of",
+]

@@ -9,10 +9,11 @@ from pathlib import Path
 from quart import Quart
 
 from gateway.auth.identity import Identity
-from gateway.config import config_from_table
+from gateway.config import GatewayConfig, config_from_table
 from gateway.errors import AuthError
 from gateway.ledger import RequestOutcome, UsageLedger
-from gateway.status.routes import add_status_routes
+from gateway.metrics import GatewayMetrics
+from gateway.status.routes import add_status_routes, admin_guard, create_status_admin_app
 from tests.unit.test_gateway_app import ALICE, FakePool
 
 OPS = Identity("ops", "key", None, 0, 0, 0)
@@ -26,18 +27,23 @@ class Auth:
         return known[authorization]
 
 
-async def _app(tmp: Path, auth: str) -> Quart:
-    ledger = UsageLedger(tmp / "gw.db")
-    await ledger.record("alice", "qwen", 7, 9, RequestOutcome(time.time(), 200, 0.2, 1.0))
-    await ledger.aclose()
+def _config(tmp: Path, auth: str) -> GatewayConfig:
     table = {
         "server": {"cert": "c", "key": "k"},
         "admin": {"auth": auth, "keys": ["ops"]},
         "tunnel": {"cert": "c", "key": "k", "ca": "a", "crl": "r", "allowed_connectors": ["o"]},
         "auth": {"keys_db": "gw.db"},
     }
+    return config_from_table(table, tmp / "gateway.toml")
+
+
+async def _app(tmp: Path, auth: str) -> Quart:
+    ledger = UsageLedger(tmp / "gw.db")
+    await ledger.record("alice", "qwen", 7, 9, RequestOutcome(time.time(), 200, 0.2, 1.0))
+    await ledger.aclose()
     app = Quart(__name__)
-    add_status_routes(app, config_from_table(table, tmp / "gateway.toml"), FakePool(), Auth())
+    config = _config(tmp, auth)
+    add_status_routes(app, config, FakePool(), admin_guard(config, Auth()))
     return app
 
 
@@ -72,3 +78,21 @@ async def test_open_on_loopback(tmp_path: Path) -> None:
     bad = await client.get("/status.json?range=year")
     assert bad.status_code == 400
     assert (await bad.get_json())["error"]["param"] == "range"
+
+
+async def test_admin_readyz_details_are_behind_the_same_guard(tmp_path: Path) -> None:
+    """Off loopback (``auth = "required"`` takes that path), the admin ``/readyz`` tells a
+    stranger only ready or not, as the public one does: its tunnels (connector names, office
+    addresses), disconnects and certificates are what the guarded page shows."""
+    details = {"tunnels", "recent_disconnects", "certificates"}
+    for auth, who, shown in [
+        ("required", None, False),
+        ("required", "Bearer alice", False),  # a valid key, not an admin's
+        ("required", "Bearer ops", True),
+        ("auto", None, True),  # loopback: open, like /metrics
+    ]:
+        config = _config(tmp_path, auth)
+        app = create_status_admin_app(config, FakePool(), GatewayMetrics(), Auth())
+        headers = {"authorization": who} if who else {}
+        answer = await (await app.test_client().get("/readyz", headers=headers)).get_json()
+        assert set(answer) == ({"ready"} | details if shown else {"ready"}), (auth, who)
