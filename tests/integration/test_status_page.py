@@ -128,9 +128,10 @@ def _start_short_connector(rig: GatewayRig) -> None:
     rig.processes.append(proc)
 
 
-async def _tunnels_up(rig: GatewayRig, count: int) -> None:
+async def _tunnels_up(rig: GatewayRig, count: int, ops: str) -> None:
+    """The admin /readyz lists the tunnels to an admin only (``auth = "required"`` here)."""
     url = f"http://127.0.0.1:{rig.ports['admin']}/readyz"
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ops}"}) as http:
         deadline = time.monotonic() + 20
         while len((await http.get(url)).json().get("tunnels", [])) < count:
             assert time.monotonic() < deadline, f"fewer than {count} tunnels came up"
@@ -165,7 +166,7 @@ async def _traffic(rig: GatewayRig, ops: str) -> None:
 
 async def _check_guard(admin: str, rig: GatewayRig, ops: str) -> None:
     """401 without a credential (with a Basic challenge), 403 for a key that is not an admin's;
-    /metrics and /readyz stay open as before."""
+    /metrics stays open, and /readyz answers a stranger ready or not only."""
     basic = base64.b64encode(f"owner:{ops}".encode()).decode()
     async with httpx.AsyncClient() as http:
         for path in ("/", "/status.json", "/status/fragment"):
@@ -182,7 +183,8 @@ async def _check_guard(admin: str, rig: GatewayRig, ops: str) -> None:
             await http.get(admin + "/", headers={"authorization": f"Basic {basic}"})
         ).status_code == 200
         assert (await http.get(admin + "/metrics")).status_code == 200
-        assert (await http.get(admin + "/readyz")).status_code == 200
+        stranger = await http.get(admin + "/readyz")  # ready or not, nothing more
+        assert (stranger.status_code, stranger.json()) == (200, {"ready": True})
 
 
 def _check_numbers(driver: WebDriver, rig: GatewayRig, metrics: str) -> None:
@@ -233,7 +235,7 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
     async with gateway_rig(tmp_path, tunnel_extra=tunnel, admin_extra=admin_cfg) as rig:
         ops = run_command("gateway", "keys", "create", "ops", "-c", str(rig.toml)).stdout.strip()
         _start_short_connector(rig)
-        await _tunnels_up(rig, 2)
+        await _tunnels_up(rig, 2, ops)
         await _traffic(rig, ops)
         admin = f"http://127.0.0.1:{rig.ports['admin']}"
         await _check_guard(admin, rig, ops)
@@ -276,7 +278,7 @@ async def test_status_page_in_chromium(tmp_path: Path, browser: WebDriver) -> No
         await _until(lambda: bool(browser.find_elements(By.CSS_SELECTOR, gone)), "the disconnect")
         assert browser.execute_script("return window.notReloaded") is True
         assert _texts(browser, gone)["reason"]
-        await _tunnels_up(rig, 2)
+        await _tunnels_up(rig, 2, ops)
         await _until(
             lambda: (
                 len(
