@@ -29,7 +29,7 @@ from collections.abc import (
 )
 from typing import Any, Final
 
-from gateway import hypercorn_h2
+from gateway import hypercorn_h2, hypercorn_h11
 from gateway.api.answer import Answer, error_answer
 from gateway.api.routes import (
     API_ROUTES,
@@ -77,6 +77,7 @@ class ApiAdapter:
 
     def __init__(self, app: ASGIApp, routes: ApiRoutes) -> None:
         hypercorn_h2.install()  # without it, an HTTP/2 client's shut window holds nothing back
+        hypercorn_h11.install()  # a request Hypercorn cannot parse is told why, in JSON
         self.app = app
         self.routes = routes
         self.post_paths = frozenset(API_ROUTES)

@@ -632,3 +632,28 @@ def test_the_gateway_still_answers_after_all_that(clean_log: Surface) -> None:
     assert clean_log.gateway.running
     models = clean_log.http2.get(clean_log.url + "/v1/models", headers=clean_log.auth())
     assert UP in [m["id"] for m in models.json()["data"]]
+
+
+UNPARSABLE = {
+    "no-colon-header": (b"GET /v1/models HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", 400),
+    "head-over-64k": (
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+        431,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(UNPARSABLE))
+def test_a_request_hypercorn_cannot_parse_gets_an_openai_error(
+    clean_log: Surface, name: str
+) -> None:
+    """Hypercorn answers what it cannot parse itself (before any app runs), with an empty body;
+    a client then shows a bare status. The gateway's answer names the problem, as OpenAI's JSON."""
+    request, status = UNPARSABLE[name]
+    answer = clean_log.raw(request, timeout=3.0)
+    assert status_of(answer) == status
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]

@@ -13,7 +13,7 @@ import pytest
 from hypercorn.asyncio.worker_context import EventWrapper
 from hypercorn.protocol.h2 import StreamBuffer
 
-from gateway import hypercorn_h2
+from gateway import hypercorn_h2, hypercorn_h11
 from gateway.api.sse import BodyRewriter, model_replacements
 from gateway.auth.identity import Identity
 from gateway.limits.limiter import MemorySlots, RateLimiter
@@ -292,3 +292,12 @@ async def test_a_client_leaving_after_the_answer_was_settled_is_logged_as_charge
     assert rig.ledger.rows == [("alice", "qwen3-coder", 3, 2)]
     line = last_line(rig)
     assert (line["status"], line["prompt_tokens"], line["completion_tokens"]) == (499, 3, 2)
+
+
+def test_hypercorn_h11_parse_errors_are_patched_to_json() -> None:
+    """The installed Hypercorn still has the shape the patch replaces (else its 400/431 bodies
+    go back to empty, with only a warning in the log)."""
+    assert hypercorn_h11.install()
+    body = json.loads(hypercorn_h11.error_json(431))
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "16 KiB" in body["error"]["message"]
