@@ -76,11 +76,11 @@ class Tunnel:
             carrier=self.carrier,
             remote=self.remote,
             at=time.time(),
-            reason="shutdown" if shutdown else self._end_reason(detail),
+            reason="shutdown" if shutdown else self._end_reason(),
             detail=detail,
         )
 
-    def _end_reason(self, detail: str) -> str:
+    def _end_reason(self) -> str:
         """A label of ``DISCONNECT_REASONS`` from what is known of the end (see tunnel/api.py)."""
         if self.ended_by_listener is not None:
             return self.ended_by_listener
@@ -90,7 +90,7 @@ class Tunnel:
             return "ping_timeout"
         if self.peer_goaway:
             return "goaway"
-        if detail.endswith("closed the connection") or detail == "the connection was reset":
+        if self.session.peer_closed:
             return "peer_closed"
         return "error"
 

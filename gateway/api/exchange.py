@@ -131,14 +131,15 @@ class Services:
     keepalive_s: float
     upstream_timeout_s: float
 
-    async def settle(self, ex: Exchange) -> None:
+    async def settle(self, ex: Exchange) -> tuple[int, int]:
         """Charge the tokens and commit the ledger row, once. An answer that completes calls
         this before its last bytes go out, so a row the client has seen survives a crash of the
         gateway; :meth:`close_exchange` calls it for every other ending. A 499 is in the ledger's
         totals even when nothing could be charged; an answer that cost nothing (a 502 before
-        any token) is only in its request log (the status page's errors)."""
+        any token) is only in its request log (the status page's errors). Returns the tokens
+        charged, the same on every later call."""
         if ex.charged is not None:
-            return
+            return ex.charged
         ex.charged = prompt, completion = charged_tokens(ex)
         billed = bool(prompt or completion or ex.status == 499)
         outcome = RequestOutcome(
@@ -155,6 +156,7 @@ class Services:
             await self.ledger.record(ex.identity, ex.model, prompt, completion, outcome)
         except Exception:
             log.exception("accounting for request %s failed", ex.request_id)
+        return prompt, completion
 
     async def close_exchange(self, ex: Exchange) -> None:
         """After the last byte was handed to the server (or the request ended otherwise): close
@@ -167,8 +169,7 @@ class Services:
             await ex.admission.release()
         except Exception:
             log.exception("freeing the slot of request %s failed", ex.request_id)
-        await self.settle(ex)
-        prompt, completion = ex.charged or charged_tokens(ex)
+        prompt, completion = await self.settle(ex)
         record = RequestRecord(
             request_id=ex.request_id,
             route=ex.route,

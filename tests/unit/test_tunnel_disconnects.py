@@ -16,10 +16,16 @@ from tunnel.security.secure_stream import PeerIdentity
 
 
 def make_tunnel(
-    cert_der: bytes = b"", *, stalled: str | None = None, ping_timed_out: bool = False
+    cert_der: bytes = b"",
+    *,
+    stalled: str | None = None,
+    ping_timed_out: bool = False,
+    peer_closed: bool = False,
 ) -> Tunnel:
     tunnel = Tunnel("office-1#1", PeerIdentity("office-1", 7, cert_der), "tls", "10.0.0.9:4", 0.0)
-    tunnel.session = SimpleNamespace(stalled=stalled, ping_timed_out=ping_timed_out)  # type: ignore[assignment]
+    tunnel.session = SimpleNamespace(  # type: ignore[assignment]
+        stalled=stalled, ping_timed_out=ping_timed_out, peer_closed=peer_closed
+    )
     return tunnel
 
 
@@ -37,13 +43,13 @@ def test_the_client_certificate_expiry_is_read_from_the_presented_certificate(
 @pytest.mark.parametrize(
     ("setup", "detail", "reason"),
     [
-        ({}, "the connector closed the connection", "peer_closed"),
-        ({}, "the connection was reset", "peer_closed"),
+        ({"peer_closed": True}, "the connector closed the connection", "peer_closed"),
+        ({"peer_closed": True}, "the connection was reset", "peer_closed"),
         ({}, "TLS error (decryption failed or bad record mac)", "error"),
         ({"ping_timed_out": True}, "no PING answer within 10s", "ping_timeout"),
         ({"stalled": "inbound held"}, "the connection window stalled (x)", "stalled"),
         ({"goaway": True}, "drained", "goaway"),
-        ({"goaway": True}, "the connector closed the connection", "goaway"),
+        ({"goaway": True, "peer_closed": True}, "the connector closed the connection", "goaway"),
         ({"by_listener": "revoked", "goaway": True}, "certificate revoked", "revoked"),
         ({"by_listener": "no_hello"}, "no hello from the connector ()", "no_hello"),
     ],
@@ -52,6 +58,7 @@ def test_each_end_gets_its_label(setup: dict[str, object], detail: str, reason: 
     tunnel = make_tunnel(
         stalled=setup.get("stalled"),  # type: ignore[arg-type]
         ping_timed_out=bool(setup.get("ping_timed_out")),
+        peer_closed=bool(setup.get("peer_closed")),
     )
     if setup.get("goaway"):
         tunnel.peer_draining()

@@ -81,7 +81,9 @@ class Session:
         self._ping_count = 0
         #: the round trip of the last answered PING (None before the first answer)
         self.rtt_s: float | None = None
-        self.ping_timed_out = False  # the session ended because a PING went unanswered
+        # why the session ended, where the session itself saw it (the listener labels the end)
+        self.ping_timed_out = False  # a PING went unanswered
+        self.peer_closed = False  # the peer closed or reset the connection
         self._closer: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- bookkeeping
@@ -232,6 +234,8 @@ class Session:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if isinstance(exc, ConnectionResetError) and self.alive:
+                self.peer_closed = True
             self.abort(describe(exc, "session"))
 
     # ----------------------------------------------------------------- loops
@@ -239,6 +243,7 @@ class Session:
         while self.alive:
             data = await self.stream.read(READ_SIZE)
             if not data:
+                self.peer_closed = self.alive
                 self.abort(f"{self.peer_name} closed the connection")
                 return
             self._last_rx = time.monotonic()
@@ -265,7 +270,7 @@ class Session:
             while not self._ping_ack.is_set():
                 remaining = max(sent, self._last_rx) + timeout - time.monotonic()
                 if remaining <= 0:
-                    self.ping_timed_out = True
+                    self.ping_timed_out = self.alive
                     self.abort(f"no PING answer within {timeout:g}s")
                     return
                 with contextlib.suppress(TimeoutError):
